@@ -1,0 +1,2 @@
+//! x
+#![cfg_attr(target_os = "none", no_std)]
