@@ -13,10 +13,15 @@
 //! | `0x6000` | early-console buffer ([`CONSOLE_LEN`] bytes) |
 //! | `0x7000..0x8000` | boot stack (the kernel switches to its own at once) |
 //! | `0x8000` | boot PML4 (8 KiB aligned: CR3 bit 12 must be clear on PVM hosts) |
+//! | `0x9000` | IDT (256 gates; the kernel fills it in place) |
 //! | `0xa000..0x100000` | page-table pool (PDPTs, PDs) |
 //! | `0x200000..` | kernel image (ELF `p_paddr`) |
 //! | `0xC000_0000..0x1_0000_0000` | MMIO hole (IOAPIC at `0xFEC0_0000`, devices) |
 //! | `0x1_0000_0000..` | RAM beyond 3 GiB |
+//!
+//! The VMM loads GDTR, IDTR and TR with the direct-map addresses of the GDT, IDT and TSS, so
+//! the kernel never has to execute `lgdt`/`lidt`/`ltr` (privileged instructions that trap on
+//! PVM hosts); it fills the IDT and TSS in place.
 //!
 //! Virtual: the boot page tables map physical memory three times with the same page
 //! directories: identity at 0 (only for the first instructions; the kernel drops it), the
@@ -50,6 +55,8 @@ pub const CONSOLE_LEN: u64 = 0x1000;
 pub const BOOT_STACK_TOP: u64 = 0x8000;
 /// Boot PML4 (8 KiB aligned).
 pub const PML4_GPA: u64 = 0x8000;
+/// Guest physical address of the IDT page.
+pub const IDT_GPA: u64 = 0x9000;
 /// Start of the page-table pool.
 pub const PT_POOL_GPA: u64 = 0xa000;
 /// End of the page-table pool (exclusive).
@@ -114,7 +121,8 @@ mod tests {
         }
         assert!(CONSOLE_GPA + CONSOLE_LEN <= BOOT_STACK_TOP - PAGE_SIZE);
         assert_eq!(PML4_GPA & 0x1fff, 0, "PML4 must be 8 KiB aligned (PVM: CR3 bit 12 clear)");
-        assert!(PML4_GPA + PAGE_SIZE <= PT_POOL_GPA);
+        assert!(PML4_GPA + PAGE_SIZE <= IDT_GPA);
+        assert!(IDT_GPA + PAGE_SIZE <= PT_POOL_GPA);
         assert!(PT_POOL_END <= KERNEL_MIN_GPA);
         assert!(IOAPIC_GPA >= MMIO_HOLE_GPA && IOAPIC_GPA < HIGH_RAM_GPA);
     }

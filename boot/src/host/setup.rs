@@ -5,7 +5,7 @@ use super::paging::{self, PageTableError, SupervisorAccess};
 use crate::abi::{BootInfo, FLAG_PVM_HOST, FLAG_PVM_MODE, PVM_VIF_FEATURE_CR2_CELL};
 use crate::layout::{
     BOOT_AREA_END, BOOT_INFO_GPA, BOOT_STACK_TOP, CMDLINE_GPA, CMDLINE_MAX, CONSOLE_GPA,
-    CONSOLE_LEN, DIRECT_MAP_BASE, GDT_GPA, HIGH_RAM_GPA, MMIO_HOLE_GPA, PAGE_SIZE,
+    CONSOLE_LEN, DIRECT_MAP_BASE, GDT_GPA, HIGH_RAM_GPA, IDT_GPA, MMIO_HOLE_GPA, PAGE_SIZE,
     PT_POOL_GPA, TSS_GPA, VIF_GPA, ram_ranges,
 };
 use crate::x86::{self, TSS_SIZE};
@@ -95,11 +95,15 @@ pub struct EntryState {
     pub cr4: u64,
     /// EFER: SCE LME LMA NXE.
     pub efer: u64,
-    /// GDT base (physical = identity-mapped virtual).
+    /// GDT base (direct-map virtual address).
     pub gdt_base: u64,
     /// GDT limit.
     pub gdt_limit: u16,
-    /// TSS base.
+    /// IDT base (direct-map virtual address; the kernel fills the gates).
+    pub idt_base: u64,
+    /// IDT limit.
+    pub idt_limit: u16,
+    /// TSS base (direct-map virtual address).
     pub tss_base: u64,
     /// Kernel code selector.
     pub cs: u16,
@@ -138,7 +142,7 @@ pub fn build_boot<M: GuestMemoryBackend>(
     let tables = paging::build(mem, params.mem_bytes, access)?;
 
     let w = |bytes: &[u8], gpa: u64| mem.write_slice(bytes, GuestAddress(gpa));
-    let gdt: Vec<u8> = x86::gdt(TSS_GPA).iter().flat_map(|d| d.to_le_bytes()).collect();
+    let gdt: Vec<u8> = x86::gdt(DIRECT_MAP_BASE + TSS_GPA).iter().flat_map(|d| d.to_le_bytes()).collect();
     w(&gdt, GDT_GPA).map_err(SetupError::Write)?;
     let mut tss = [0u8; TSS_SIZE as usize];
     tss[4..12].copy_from_slice(&BOOT_STACK_TOP.to_le_bytes()); // RSP0
@@ -180,9 +184,11 @@ pub fn build_boot<M: GuestMemoryBackend>(
         cr3: tables.pml4_gpa,
         cr4: 0x6a0,
         efer: 0xd01,
-        gdt_base: GDT_GPA,
+        gdt_base: DIRECT_MAP_BASE + GDT_GPA,
         gdt_limit: (x86::GDT_ENTRIES * 8 - 1) as u16,
-        tss_base: TSS_GPA,
+        idt_base: DIRECT_MAP_BASE + IDT_GPA,
+        idt_limit: (256 * 16 - 1) as u16,
+        tss_base: DIRECT_MAP_BASE + TSS_GPA,
         cs: x86::KERNEL_CS,
         ds: x86::KERNEL_DS,
         tr: x86::TSS_SEL,

@@ -1,3 +1,97 @@
+//! umlvm's para-virtual guest kernel.
+//!
+//! Entered by the VMM directly in 64-bit mode (see `umlvm_boot`), it brings up traps, memory,
+//! interrupts and a clock, runs its self-checks and powers off. All `unsafe` code lives in
+//! [`arch`]; everything else is safe Rust.
+
 #![no_std]
 #![no_main]
-#[panic_handler] fn p(_: &core::panic::PanicInfo)->!{loop{}}
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+#[allow(unsafe_code, reason = "the hardware layer: every unsafe block carries a SAFETY comment")]
+mod arch;
+mod console;
+mod crash;
+mod irq;
+mod logger;
+mod mm;
+mod panic;
+mod selftest;
+mod sync;
+mod time;
+mod trap;
+
+use arch::BootEntry;
+use umlvm_kcore::cmdline::Cmdline;
+
+/// The kernel's version, printed in the banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The machine-independent kernel main, called by the entry code.
+pub fn kmain(entry: BootEntry) -> ! {
+    let info = entry.boot_info;
+    let main_ns = time::init(info, entry.entry_tsc);
+    console::init(info);
+    if let Err(e) = info.validate() {
+        kprintln!("umlvm-kernel: refusing boot information: {e}");
+        arch::pv::power_off(crate::EXIT_BAD_BOOT_INFO);
+    }
+    logger::init();
+    let cmdline_text = mm::cmdline(info);
+    let cmdline = Cmdline::new(cmdline_text);
+    let mode = arch::mode::current();
+    let host = if arch::mode::pvm_host() { "kvm_pvm host" } else { "hardware-virtualisation host" };
+    kprintln!("umlvm-kernel {VERSION} ({} mode on a {host})", mode.name());
+    trap::init();
+    let mem = mm::init(info);
+    kprintln!(
+        "Memory: {} MiB RAM, {} KiB free in {} frames, {} KiB heap",
+        info.mem_bytes >> 20,
+        mem.free_frames * 4,
+        mem.free_frames,
+        mem.heap_bytes >> 10
+    );
+    kprintln!("Command line: {cmdline_text}");
+    kprintln!(
+        "Boot time: kernel main reached {} us after VMM start (boot {})",
+        main_ns / 1000,
+        info.boot_count
+    );
+    irq::init(info);
+
+    if let Some(what) = cmdline.get("crash") {
+        crash::trigger(what);
+    }
+    let failures = selftest::run(&cmdline);
+    if let Some(ms) = cmdline.get_u64("ticks") {
+        match ms {
+            Ok(ms) => time::report_ticks(ms, &cmdline),
+            Err(bad) => log::warn!("ticks={bad}: not a number of milliseconds, ignored"),
+        }
+    }
+    let reboots = match cmdline.get_u64("reboots") {
+        Some(Ok(n)) => n,
+        Some(Err(bad)) => {
+            log::warn!("reboots={bad}: not a number, ignored");
+            0
+        }
+        None => 0,
+    };
+    let status = if failures == 0 { 0 } else { 1 };
+    if failures > 0 {
+        log::error!("{failures} self-check(s) failed");
+    }
+    kprintln!("Kernel-only boot complete after {} us; powering off (status {status})", time::now_ns() / 1000);
+    console::flush();
+    if status == 0 && u64::from(info.boot_count) < reboots {
+        kprintln!("Rebooting ({} of {reboots})", info.boot_count + 1);
+        console::flush();
+        arch::pv::reboot();
+    }
+    arch::pv::power_off(status)
+}
+
+/// Exit status when the boot information block is refused.
+pub const EXIT_BAD_BOOT_INFO: u8 = 120;

@@ -1,0 +1,219 @@
+//! The execution-mode boundary: native ring 0, or the PVM para-virtual mode.
+//!
+//! Native is an ordinary x86-64 kernel (`cli`/`sti`, `hlt`, `mov cr2`, `wrmsr`, `invlpg`).
+//! PVM is the mode of the `kvm_pvm` hosts we test on (see docs/pvm.md): after `_start`
+//! registered the VIF page, supervisor code runs natively at hardware CPL 3, so the interrupt
+//! flag lives in the VIF page (`cli`/`sti`/`popf` do not change it), a pending interrupt needs a
+//! hypercall to be delivered, CR2 comes from the VIF page, and CR3 loads, TLB flushes, MSR
+//! writes and halt are hypercalls (`int 0x1b`), cheaper than trapped instructions.
+
+use super::cpu;
+use super::memory::phys_to_virt;
+use core::arch::asm;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use umlvm_boot::BootInfo;
+use umlvm_boot::abi::PVM_VIF_FEATURE_CR2_CELL;
+
+/// The execution mode in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecMode {
+    /// Ring-0 kernel.
+    Native,
+    /// PVM para-virtual mode.
+    Pvm,
+}
+
+impl ExecMode {
+    /// Short name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Pvm => "pvm",
+        }
+    }
+}
+
+const MODE_NATIVE: u8 = 0;
+const MODE_PVM: u8 = 1;
+static MODE: AtomicU8 = AtomicU8::new(MODE_NATIVE);
+static PVM_HOST: AtomicBool = AtomicBool::new(false);
+static CR2_CELL: AtomicBool = AtomicBool::new(false);
+
+/// PVM hypercall numbers (`int 0x1b`, number in rax, arguments in rbx/rcx/rdx).
+mod hc {
+    pub const SET_CR3: u64 = 0x1001;
+    pub const WRMSR: u64 = 0x1003;
+    pub const FLUSH_TLB_ONE: u64 = 0x1008;
+    pub const HALT: u64 = 0x1009;
+    /// Any unknown number: a minimal round trip that delivers pending interrupts.
+    pub const NOP: u64 = 0x10ff;
+}
+
+/// Byte offsets in the VIF page.
+const VIF_IF: u64 = 0;
+const VIF_PENDING: u64 = 1;
+const VIF_CR2: u64 = 8;
+
+/// Records the mode `_start` entered (from the boot flags).
+pub fn init(info: &BootInfo) {
+    let pvm = info.pvm_mode();
+    MODE.store(if pvm { MODE_PVM } else { MODE_NATIVE }, Ordering::Relaxed);
+    PVM_HOST.store(info.pvm_host(), Ordering::Relaxed);
+    CR2_CELL.store(pvm && info.pvm_vif_msr_value & PVM_VIF_FEATURE_CR2_CELL != 0, Ordering::Relaxed);
+}
+
+/// The mode in use.
+pub fn current() -> ExecMode {
+    if MODE.load(Ordering::Relaxed) == MODE_PVM { ExecMode::Pvm } else { ExecMode::Native }
+}
+
+/// Whether the host is a `kvm_pvm` host (whatever mode we run in).
+pub fn pvm_host() -> bool {
+    PVM_HOST.load(Ordering::Relaxed)
+}
+
+fn vif_ptr(offset: u64) -> *mut u8 {
+    phys_to_virt(umlvm_boot::layout::VIF_GPA + offset) as *mut u8
+}
+
+/// Issues a PVM hypercall.
+fn hypercall(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
+    let ret: u64;
+    // SAFETY: `int 0x1b` is the PVM hypercall gate, valid only in PVM mode (callers check).
+    // rbx cannot be an asm operand, so it is swapped in and out through a scratch register.
+    unsafe {
+        asm!("xchg {a0}, rbx", "int 0x1b", "xchg {a0}, rbx",
+             a0 = inout(reg) a0 => _, inout("rax") nr => ret, in("rcx") a1, in("rdx") a2,
+             options(nostack))
+    };
+    ret
+}
+
+/// Whether `int3` works: not in native mode on a PVM host, where CPL 0 runs in the host's
+/// instruction emulator, which fails on it (KVM reports an emulation failure).
+pub fn breakpoints_supported() -> bool {
+    !(current() == ExecMode::Native && pvm_host())
+}
+
+/// Disables interrupts; returns whether they were enabled.
+pub fn irq_save() -> bool {
+    match current() {
+        ExecMode::Native => {
+            let flags: u64;
+            // SAFETY: reads RFLAGS and clears IF; no memory is touched.
+            unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
+            flags & (1 << 9) != 0
+        }
+        ExecMode::Pvm => {
+            // SAFETY: the VIF page is mapped for the kernel's lifetime; byte 0 is the virtual IF.
+            unsafe {
+                let was = core::ptr::read_volatile(vif_ptr(VIF_IF));
+                core::ptr::write_volatile(vif_ptr(VIF_IF), 0);
+                was != 0
+            }
+        }
+    }
+}
+
+/// Re-enables interrupts if `enabled` (the value [`irq_save`] returned).
+pub fn irq_restore(enabled: bool) {
+    if enabled {
+        irq_enable();
+    }
+}
+
+/// Enables interrupts (and has any pending one delivered at once).
+pub fn irq_enable() {
+    match current() {
+        // SAFETY: sti only sets IF.
+        ExecMode::Native => unsafe { asm!("sti", options(nomem, nostack)) },
+        ExecMode::Pvm => {
+            // SAFETY: VIF page bytes 0 (IF) and 1 (pending), mapped for the kernel's lifetime.
+            let pending = unsafe {
+                core::ptr::write_volatile(vif_ptr(VIF_IF), 1);
+                core::ptr::read_volatile(vif_ptr(VIF_PENDING))
+            };
+            if pending != 0 {
+                hypercall(hc::NOP, 0, 0, 0);
+            }
+        }
+    }
+}
+
+/// Disables interrupts.
+pub fn irq_disable() {
+    match current() {
+        // SAFETY: cli only clears IF.
+        ExecMode::Native => unsafe { asm!("cli", options(nomem, nostack)) },
+        // SAFETY: VIF page byte 0, mapped for the kernel's lifetime.
+        ExecMode::Pvm => unsafe { core::ptr::write_volatile(vif_ptr(VIF_IF), 0) },
+    }
+}
+
+/// Enables interrupts, waits for one, and disables them again after it was handled.
+pub fn wait_for_interrupt() {
+    match current() {
+        // SAFETY: `sti; hlt` is atomic (the sti shadow), so no wakeup is lost; cli after.
+        ExecMode::Native => unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) },
+        ExecMode::Pvm => {
+            // SAFETY: VIF page bytes, mapped for the kernel's lifetime.
+            let pending = unsafe {
+                core::ptr::write_volatile(vif_ptr(VIF_IF), 1);
+                core::ptr::read_volatile(vif_ptr(VIF_PENDING))
+            };
+            // A pending interrupt is delivered by any hypercall; otherwise HALT blocks until
+            // the next one and delivers it.
+            hypercall(if pending != 0 { hc::NOP } else { hc::HALT }, 0, 0, 0);
+            irq_disable();
+        }
+    }
+}
+
+/// The faulting address of the last page fault.
+pub fn fault_address() -> u64 {
+    if CR2_CELL.load(Ordering::Relaxed) {
+        // SAFETY: the host writes the fault address to this VIF-page cell (feature bit 4).
+        unsafe { core::ptr::read_volatile(vif_ptr(VIF_CR2) as *const u64) }
+    } else {
+        cpu::read_cr2()
+    }
+}
+
+/// Loads CR3 (flushes non-global TLB entries).
+///
+/// # Safety
+/// `pml4` must be a valid top-level table that maps the kernel exactly as the current one.
+pub unsafe fn load_cr3(pml4: u64) {
+    match current() {
+        // SAFETY: the caller guarantees the new tables map the running kernel.
+        ExecMode::Native => unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) },
+        ExecMode::Pvm => {
+            hypercall(hc::SET_CR3, pml4, 0, 0);
+        }
+    }
+}
+
+/// Flushes the TLB entry for `vaddr`.
+pub fn flush_tlb_page(vaddr: u64) {
+    match current() {
+        // SAFETY: invlpg only drops a TLB entry.
+        ExecMode::Native => unsafe { asm!("invlpg [{}]", in(reg) vaddr, options(nostack)) },
+        ExecMode::Pvm => {
+            hypercall(hc::FLUSH_TLB_ONE, vaddr, 0, 0);
+        }
+    }
+}
+
+/// Writes an MSR (through the hypercall in PVM mode).
+///
+/// # Safety
+/// As for [`cpu::wrmsr`].
+pub unsafe fn write_msr(msr: u32, value: u64) {
+    match current() {
+        // SAFETY: forwarded from the caller.
+        ExecMode::Native => unsafe { cpu::wrmsr(msr, value) },
+        ExecMode::Pvm => {
+            hypercall(hc::WRMSR, u64::from(msr), value, 0);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The para-virtual ports to the VMM: console kicks, exit, reboot, panic, IRQ self-test.
+
+use super::cpu::outl;
+use umlvm_boot::ports;
+use umlvm_kcore::console::ConsoleSink;
+
+/// The shared early-console buffer; a kick is one `out` to [`ports::CONSOLE`].
+pub struct EarlyConsole {
+    buf: &'static mut [u8],
+}
+
+impl EarlyConsole {
+    /// Wraps the buffer the VMM reserved (see [`super::memory::take_console_buffer`]).
+    pub fn new(buf: &'static mut [u8]) -> Self {
+        Self { buf }
+    }
+}
+
+impl ConsoleSink for EarlyConsole {
+    fn buffer(&mut self) -> &mut [u8] {
+        self.buf
+    }
+
+    fn kick(&mut self, len: usize) {
+        let len = len.min(self.buf.len());
+        // SAFETY: the console port only makes the VMM read the buffer; the VMM is done with it
+        // when the `out` completes.
+        unsafe { outl(ports::CONSOLE, len as u32) };
+    }
+}
+
+fn halt_forever() -> ! {
+    loop {
+        super::mode::wait_for_interrupt();
+    }
+}
+
+/// Powers the machine off; `umlvm` exits with `status`.
+pub fn power_off(status: u8) -> ! {
+    // SAFETY: the exit port ends the VM; no memory is involved.
+    unsafe { outl(ports::EXIT, u32::from(status)) };
+    halt_forever()
+}
+
+/// Asks the VMM to reboot the machine.
+pub fn reboot() -> ! {
+    // SAFETY: the reboot port makes the VMM discard this VM; no memory is involved.
+    unsafe { outl(ports::REBOOT, 0) };
+    halt_forever()
+}
+
+/// Tells the VMM the kernel panicked (after printing why).
+pub fn panic_exit() -> ! {
+    // SAFETY: the panic port ends the VM; no memory is involved.
+    unsafe { outl(ports::PANIC, 0) };
+    halt_forever()
+}
+
+/// Asks the VMM to pulse interrupt line `gsi` once (IOAPIC self-check).
+pub fn pulse_irq(gsi: u32) {
+    // SAFETY: the VMM asserts and deasserts the line; no memory is involved.
+    unsafe { outl(ports::IRQ_TEST, gsi) };
+}
+
+/// Writes to a port the VMM does not handle (`crash=badport`): an unexpected VM exit.
+pub fn unassigned_port() {
+    // SAFETY: port 0x7f0 has no device behind it; the VMM treats the exit as fatal.
+    unsafe { outl(0x7f0, 0) };
+}

@@ -1,0 +1,84 @@
+//! Memory management: the physical frame allocator, the kernel heap, kernel page tables.
+
+use crate::arch::memory::{DirectMapLinks, boot_bytes};
+use crate::arch::{heap, paging};
+use crate::sync::IrqMutex;
+use umlvm_boot::{BootInfo, MemoryKind};
+use umlvm_kcore::frame::{Frame, FrameAllocator};
+
+static FRAMES: IrqMutex<Option<FrameAllocator>> = IrqMutex::new(None);
+
+/// What [`init`] set up.
+#[derive(Clone, Copy, Debug)]
+pub struct MemStats {
+    /// Frames free after boot.
+    pub free_frames: u64,
+    /// Bytes given to the heap.
+    pub heap_bytes: u64,
+}
+
+/// The heap: 1/16 of RAM, between 1 and 32 MiB.
+fn heap_size(mem_bytes: u64) -> u64 {
+    (mem_bytes / 16).clamp(1 << 20, 32 << 20)
+}
+
+/// The kernel command line from the boot block (empty if it is not UTF-8).
+pub fn cmdline(info: &BootInfo) -> &'static str {
+    match core::str::from_utf8(boot_bytes(info.cmdline)) {
+        Ok(s) => s,
+        Err(_) => {
+            log::warn!("kernel command line is not UTF-8; ignoring it");
+            ""
+        }
+    }
+}
+
+/// Builds the frame allocator from the memory map, carves the heap out of the largest usable
+/// region, and drops the boot identity map.
+pub fn init(info: &BootInfo) -> MemStats {
+    let usable = || {
+        info.memory_regions()
+            .iter()
+            .filter(|r| MemoryKind::from_raw(r.kind) == Some(MemoryKind::Usable))
+            .map(|r| (r.span.gpa, r.span.end()))
+    };
+    let want = heap_size(info.mem_bytes);
+    let heap_region = usable().filter(|&(s, e)| e - s >= want * 2).max_by_key(|&(s, e)| e - s);
+    let heap_start = heap_region.map(|(s, _)| s.next_multiple_of(4096));
+    let heap_bytes = match heap_start {
+        Some(start) => heap::init(start, want),
+        None => 0,
+    };
+    let frames = FrameAllocator::new(usable().map(|(s, e)| match heap_start {
+        Some(h) if s.next_multiple_of(4096) == h => (h + want, e),
+        _ => (s, e),
+    }));
+    let free_frames = frames.free_frames();
+    *FRAMES.lock() = Some(frames);
+    paging::drop_identity_map();
+    MemStats { free_frames, heap_bytes }
+}
+
+/// Allocates a physical frame.
+pub fn alloc_frame() -> Option<Frame> {
+    FRAMES.lock().as_mut()?.alloc(&DirectMapLinks)
+}
+
+/// Frees a frame from [`alloc_frame`].
+pub fn free_frame(addr: u64) {
+    if let Some(f) = FRAMES.lock().as_mut() {
+        f.free(&mut DirectMapLinks, addr);
+    }
+}
+
+/// Frames currently free.
+pub fn free_frames() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, |f| f.free_frames())
+}
+
+/// Maps `phys` at `vaddr` in the kernel's vmap area.
+pub fn map_kernel_page(vaddr: u64, phys: u64) -> Result<(), &'static str> {
+    let mut guard = FRAMES.lock();
+    let frames = guard.as_mut().ok_or("frame allocator not ready")?;
+    paging::map_kernel_page(frames, vaddr, phys).map_err(|_| "mapping failed")
+}

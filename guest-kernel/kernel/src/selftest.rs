@@ -1,0 +1,193 @@
+//! Built-in self-checks, run on every kernel-only boot: frames, heap, paging, exceptions,
+//! IPIs, the APIC timer, IOAPIC routing and the clock. Each prints one line.
+
+use crate::arch::{apic, ioapic, memory, paging, pv};
+use crate::{irq, mm, time, trap};
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use umlvm_kcore::cmdline::Cmdline;
+
+/// Waits (halted) until `done()` or `timeout_ns` passed; returns whether `done()` held.
+fn wait_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
+    let deadline = time::now_ns() + timeout_ns;
+    loop {
+        if done() {
+            return true;
+        }
+        if time::now_ns() >= deadline {
+            return false;
+        }
+        // Bounded wait: a one-shot timer wakes us at the deadline at the latest.
+        time::sleep_until((time::now_ns() + 200_000).min(deadline));
+    }
+}
+
+type Check = fn() -> Result<String, String>;
+
+/// Runs the checks (all, or those named in `selftest=a,b`; `selftest=none` skips them);
+/// returns how many failed.
+pub fn run(cmdline: &Cmdline<'_>) -> u32 {
+    let checks: [(&str, Check); 8] = [
+        ("frames", frames),
+        ("heap", heap),
+        ("paging", paging_check),
+        ("breakpoint", breakpoint),
+        ("ipi", ipi),
+        ("timer", timer),
+        ("ioapic", ioapic_check),
+        ("clock", clock),
+    ];
+    let only = cmdline.get("selftest");
+    if only == Some("none") {
+        return 0;
+    }
+    let mut failed = 0;
+    let mut passed = 0;
+    for (name, check) in checks {
+        if only.is_some_and(|list| !list.split(',').any(|n| n == name)) {
+            continue;
+        }
+        match check() {
+            Ok(detail) => {
+                passed += 1;
+                log::info!("selfcheck {name}: ok ({detail})");
+            }
+            Err(why) => {
+                failed += 1;
+                log::error!("selfcheck {name}: FAILED: {why}");
+            }
+        }
+    }
+    log::info!("selfchecks: {passed} passed, {failed} failed");
+    failed
+}
+
+fn frames() -> Result<String, String> {
+    let before = mm::free_frames();
+    let a: Vec<_> = (0..3).filter_map(|_| mm::alloc_frame()).collect();
+    if a.len() != 3 {
+        return Err("could not allocate 3 frames".into());
+    }
+    if a.iter().any(|f| f.addr % 4096 != 0) || a[0].addr == a[1].addr || a[1].addr == a[2].addr {
+        return Err(alloc::format!("bad frames {a:?}"));
+    }
+    mm::free_frame(a[1].addr);
+    let again = mm::alloc_frame().ok_or("re-allocation failed")?;
+    if again.addr != a[1].addr || again.is_zero {
+        return Err(alloc::format!("freed frame {:#x} not reused (got {again:?})", a[1].addr));
+    }
+    for f in [a[0], again, a[2]] {
+        mm::free_frame(f.addr);
+    }
+    if mm::free_frames() != before {
+        return Err("free count changed".into());
+    }
+    Ok(alloc::format!("{before} free"))
+}
+
+fn heap() -> Result<String, String> {
+    let v: Vec<u64> = (0..1024).collect();
+    let sum: u64 = v.iter().sum();
+    let mut m = BTreeMap::new();
+    for i in 0..100u32 {
+        m.insert(i.wrapping_mul(2_654_435_761), i);
+    }
+    let mut s = String::new();
+    let _ = write!(s, "{}", m.len());
+    if sum != 1024 * 1023 / 2 || m.len() != 100 || s != "100" {
+        return Err("heap data corrupted".into());
+    }
+    let big = alloc::vec![0xa5u8; 16 * 1024];
+    if big.iter().any(|&b| b != 0xa5) {
+        return Err("large allocation corrupted".into());
+    }
+    Ok("vec, btree, string, 16 KiB block".into())
+}
+
+fn paging_check() -> Result<String, String> {
+    let frame = mm::alloc_frame().ok_or("no frame")?;
+    let vaddr = paging::VMAP_BASE + 0x1000;
+    mm::map_kernel_page(vaddr, frame.addr)?;
+    if paging::translate(vaddr) != Some(frame.addr) {
+        return Err("new mapping does not translate".into());
+    }
+    let pattern = 0x5eed_f00d_cafe_0001u64;
+    if !paging::write_owned_u64(vaddr + 8, pattern) {
+        return Err("write through new mapping failed".into());
+    }
+    let via_direct = paging::read_mapped_u64(memory::phys_to_virt(frame.addr) + 8);
+    if via_direct != Some(pattern) {
+        return Err(alloc::format!("direct map reads {via_direct:x?}"));
+    }
+    let unmapped = paging::unmap_kernel_page(vaddr).map_err(|_| "unmap failed")?;
+    if unmapped != frame.addr || paging::translate(vaddr).is_some() {
+        return Err("unmap left a mapping".into());
+    }
+    if paging::translate(0x20_0000).is_some() {
+        return Err("boot identity map still present".into());
+    }
+    mm::free_frame(frame.addr);
+    Ok("map, write, alias read, unmap; identity map gone".into())
+}
+
+fn breakpoint() -> Result<String, String> {
+    if !crate::arch::mode::breakpoints_supported() {
+        return Ok("skipped: kvm_pvm's CPL-0 emulator cannot execute int3 (native mode on a PVM host)".into());
+    }
+    let before = trap::breakpoints();
+    trap::expect_breakpoints(1);
+    crate::arch::cpu::crash::breakpoint();
+    trap::expect_breakpoints(0);
+    if trap::breakpoints() != before + 1 {
+        return Err("int3 was not handled".into());
+    }
+    Ok("int3 trapped and resumed".into())
+}
+
+fn ipi() -> Result<String, String> {
+    let before = irq::ipi_count();
+    let t0 = time::now_ns();
+    apic::self_ipi(irq::TEST_IPI_VECTOR);
+    if !wait_until(|| irq::ipi_count() > before, 50_000_000) {
+        return Err("self-IPI not delivered within 50 ms".into());
+    }
+    Ok(alloc::format!("self-IPI delivered after {} us", (time::now_ns() - t0) / 1000))
+}
+
+fn timer() -> Result<String, String> {
+    let t0 = time::now_ns();
+    time::sleep_until(t0 + 500_000);
+    let waited = time::now_ns() - t0;
+    if !time::one_shot_fired() {
+        return Err("one-shot timer did not fire".into());
+    }
+    if waited < 500_000 {
+        return Err(alloc::format!("woke after {waited} ns, before the deadline"));
+    }
+    Ok(alloc::format!("500 us one-shot fired after {} us", waited / 1000))
+}
+
+fn ioapic_check() -> Result<String, String> {
+    const PIN: u8 = 5;
+    let before = irq::pin_count(PIN);
+    irq::route_pin(PIN, ioapic::Trigger::Edge);
+    let t0 = time::now_ns();
+    pv::pulse_irq(u32::from(PIN));
+    let ok = wait_until(|| irq::pin_count(PIN) > before, 50_000_000);
+    ioapic::mask(u32::from(PIN));
+    if !ok {
+        return Err(alloc::format!("GSI {PIN} not delivered within 50 ms"));
+    }
+    Ok(alloc::format!("GSI {PIN} -> vector {:#x} after {} us", irq::IOAPIC_VECTOR_BASE + PIN, (time::now_ns() - t0) / 1000))
+}
+
+fn clock() -> Result<String, String> {
+    let a = time::now_ns();
+    let b = time::now_ns();
+    if b < a || a == 0 {
+        return Err(alloc::format!("clock not monotonic: {a} then {b}"));
+    }
+    Ok(alloc::format!("monotonic, {} console kicks so far", crate::console::kicks()))
+}

@@ -1,0 +1,291 @@
+//! The machine configuration: one plain [`VmConfig`] built from command-line flags and
+//! UML-style `key=value` switches.
+//!
+//! As in UML, every switch is also passed to the guest kernel's command line, in order; the
+//! VMM consumes the ones it understands (`mem=`, `umid=`, `pvm=`) and validates them first.
+//! When a flag and a switch set the same thing, the switch wins (it comes later on a UML
+//! command line); among switches the last one wins.
+
+use std::path::PathBuf;
+use umlvm_boot::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
+
+/// Default guest RAM (UML's default is 32 MiB; ours has room for userland).
+pub const DEFAULT_MEM_BYTES: u64 = 64 << 20;
+
+/// Which guest kernel to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelSource {
+    /// The kernel built into the `umlvm` binary.
+    Embedded,
+    /// An ELF file.
+    File(PathBuf),
+}
+
+/// Whether to use the PVM para-virtual mode on a PVM host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PvmChoice {
+    /// Use it where the host is `kvm_pvm` (the default).
+    Auto,
+    /// Force the native (ring-0) mode: `pvm=off`.
+    Off,
+}
+
+/// How much the VMM reports on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Host kind, mode, timings (`-v`).
+    Verbose,
+}
+
+/// Everything needed to start a machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Kernel to boot.
+    pub kernel: KernelSource,
+    /// Guest RAM in bytes.
+    pub mem_bytes: u64,
+    /// Machine name (`umid=`).
+    pub umid: Option<String>,
+    /// PVM mode choice.
+    pub pvm: PvmChoice,
+    /// The guest kernel command line.
+    pub cmdline: String,
+    /// Reporting level.
+    pub verbosity: Verbosity,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A size that does not parse.
+    #[error("{input}: not a size (use a number of bytes with an optional K, M, G or T suffix, e.g. 128M)")]
+    BadSize {
+        /// The offending input as the user wrote it.
+        input: String,
+    },
+    /// A size outside what umlvm supports.
+    #[error("{input}: {why}")]
+    SizeOutOfRange {
+        /// The offending input.
+        input: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A switch value that is not allowed.
+    #[error("{input}: {why}")]
+    BadSwitch {
+        /// The offending switch.
+        input: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+/// Parses a size: bytes, or a number with a K/M/G/T suffix (powers of 1024, as UML does);
+/// an optional `B`/`iB` after the suffix is accepted.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix("ib")).or_else(|| t.strip_suffix(['B', 'b'])).unwrap_or(t);
+    let (digits, shift) = match t.chars().last()?.to_ascii_uppercase() {
+        'K' => (&t[..t.len() - 1], 10),
+        'M' => (&t[..t.len() - 1], 20),
+        'G' => (&t[..t.len() - 1], 30),
+        'T' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+/// Parses and checks a guest RAM size given as `input` (for messages) with value `value`.
+fn parse_mem(input: &str, value: &str) -> Result<u64, ConfigError> {
+    let bytes = parse_size(value).ok_or_else(|| ConfigError::BadSize { input: input.into() })?;
+    let out_of_range = |why: String| ConfigError::SizeOutOfRange { input: input.into(), why };
+    if bytes < MIN_MEM_BYTES {
+        return Err(out_of_range(format!(
+            "too small: the guest kernel needs at least {} MiB",
+            MIN_MEM_BYTES >> 20
+        )));
+    }
+    if bytes > MAX_MEM_BYTES {
+        return Err(out_of_range(format!("larger than umlvm's limit of {} GiB", MAX_MEM_BYTES >> 30)));
+    }
+    if bytes % 4096 != 0 {
+        return Err(out_of_range("not a multiple of 4 KiB".into()));
+    }
+    Ok(bytes)
+}
+
+/// Builder input: what the CLI collected.
+#[derive(Clone, Debug, Default)]
+pub struct CliInput {
+    /// `--kernel FILE`.
+    pub kernel: Option<PathBuf>,
+    /// `--mem SIZE`.
+    pub mem: Option<String>,
+    /// `--umid NAME`.
+    pub umid: Option<String>,
+    /// `-v` count.
+    pub verbose: u8,
+    /// Positional UML-style switches, in order.
+    pub switches: Vec<String>,
+}
+
+impl VmConfig {
+    /// Builds the configuration from flags and switches.
+    pub fn from_cli(cli: &CliInput) -> Result<Self, ConfigError> {
+        let mut cfg = VmConfig {
+            kernel: cli.kernel.clone().map_or(KernelSource::Embedded, KernelSource::File),
+            mem_bytes: DEFAULT_MEM_BYTES,
+            umid: cli.umid.clone(),
+            pvm: PvmChoice::Auto,
+            cmdline: String::new(),
+            verbosity: if cli.verbose > 0 { Verbosity::Verbose } else { Verbosity::Quiet },
+        };
+        if let Some(m) = &cli.mem {
+            cfg.mem_bytes = parse_mem(&format!("--mem {m}"), m)?;
+        }
+        if let Some(u) = &cli.umid {
+            check_umid(&format!("--umid {u}"), u)?;
+        }
+        let mut words = Vec::with_capacity(cli.switches.len());
+        for sw in &cli.switches {
+            if sw.contains(|c: char| c.is_ascii_whitespace() || c.is_control()) {
+                return Err(ConfigError::BadSwitch {
+                    input: sw.clone(),
+                    why: "switches cannot contain spaces or control characters",
+                });
+            }
+            match sw.split_once('=') {
+                Some(("mem", v)) => cfg.mem_bytes = parse_mem(sw, v)?,
+                Some(("umid", v)) => {
+                    check_umid(sw, v)?;
+                    cfg.umid = Some(v.to_string());
+                }
+                Some(("pvm", v)) => {
+                    cfg.pvm = match v {
+                        "off" | "0" | "no" => PvmChoice::Off,
+                        "on" | "auto" | "1" | "yes" => PvmChoice::Auto,
+                        _ => {
+                            return Err(ConfigError::BadSwitch { input: sw.clone(), why: "expected pvm=on or pvm=off" });
+                        }
+                    }
+                }
+                Some(("init" | "root", "")) => {
+                    return Err(ConfigError::BadSwitch { input: sw.clone(), why: "needs a value" });
+                }
+                _ => {}
+            }
+            words.push(sw.as_str());
+        }
+        cfg.cmdline = words.join(" ");
+        Ok(cfg)
+    }
+}
+
+fn check_umid(input: &str, umid: &str) -> Result<(), ConfigError> {
+    let ok = !umid.is_empty()
+        && umid.len() <= 64
+        && umid.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !umid.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::BadSwitch {
+            input: input.into(),
+            why: "a umid is 1-64 letters, digits, '-', '_' or '.', not starting with '.'",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(switches: &[&str]) -> CliInput {
+        CliInput { switches: switches.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn sizes_parse_like_uml() {
+        assert_eq!(parse_size("128M"), Some(128 << 20));
+        assert_eq!(parse_size("128m"), Some(128 << 20));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("512K"), Some(512 << 10));
+        assert_eq!(parse_size("16777216"), Some(16 << 20));
+        assert_eq!(parse_size("64MB"), Some(64 << 20));
+        for bad in ["", "M", "12X", "-1M", "1.5G", "0x10M", "99999999999999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = VmConfig::from_cli(&CliInput::default()).unwrap();
+        assert_eq!(c.kernel, KernelSource::Embedded);
+        assert_eq!(c.mem_bytes, DEFAULT_MEM_BYTES);
+        assert_eq!(c.pvm, PvmChoice::Auto);
+        assert_eq!(c.cmdline, "");
+        assert_eq!(c.verbosity, Verbosity::Quiet);
+    }
+
+    #[test]
+    fn switches_and_flags_both_work_and_go_to_the_guest() {
+        let c = VmConfig::from_cli(&cli(&["mem=128M", "umid=debian", "init=/bin/sh", "root=/dev/ubda", "single", "foo=bar"])).unwrap();
+        assert_eq!(c.mem_bytes, 128 << 20);
+        assert_eq!(c.umid.as_deref(), Some("debian"));
+        assert_eq!(c.cmdline, "mem=128M umid=debian init=/bin/sh root=/dev/ubda single foo=bar");
+
+        let mut input = cli(&[]);
+        input.mem = Some("128M".into());
+        input.kernel = Some("/tmp/k".into());
+        input.verbose = 1;
+        let c = VmConfig::from_cli(&input).unwrap();
+        assert_eq!(c.mem_bytes, 128 << 20);
+        assert_eq!(c.kernel, KernelSource::File("/tmp/k".into()));
+        assert_eq!(c.verbosity, Verbosity::Verbose);
+    }
+
+    #[test]
+    fn the_last_switch_wins_over_flags_and_earlier_switches() {
+        let mut input = cli(&["mem=32M", "mem=96M"]);
+        input.mem = Some("256M".into());
+        assert_eq!(VmConfig::from_cli(&input).unwrap().mem_bytes, 96 << 20);
+    }
+
+    #[test]
+    fn pvm_switch() {
+        assert_eq!(VmConfig::from_cli(&cli(&["pvm=off"])).unwrap().pvm, PvmChoice::Off);
+        assert_eq!(VmConfig::from_cli(&cli(&["pvm=on"])).unwrap().pvm, PvmChoice::Auto);
+        let e = VmConfig::from_cli(&cli(&["pvm=maybe"])).unwrap_err();
+        assert_eq!(e.to_string(), "pvm=maybe: expected pvm=on or pvm=off");
+    }
+
+    #[test]
+    fn bad_memory_sizes_name_the_input() {
+        let e = VmConfig::from_cli(&cli(&["mem=lots"])).unwrap_err();
+        assert!(e.to_string().starts_with("mem=lots: not a size"), "{e}");
+        let e = VmConfig::from_cli(&cli(&["mem=4M"])).unwrap_err();
+        assert_eq!(e.to_string(), "mem=4M: too small: the guest kernel needs at least 16 MiB");
+        let e = VmConfig::from_cli(&cli(&["mem=1T"])).unwrap_err();
+        assert_eq!(e.to_string(), "mem=1T: larger than umlvm's limit of 128 GiB");
+        let e = VmConfig::from_cli(&cli(&["mem=16777217"])).unwrap_err();
+        assert!(e.to_string().contains("multiple of 4 KiB"));
+        let mut input = cli(&[]);
+        input.mem = Some("zzz".into());
+        assert!(VmConfig::from_cli(&input).unwrap_err().to_string().starts_with("--mem zzz: not a size"));
+    }
+
+    #[test]
+    fn bad_umids_and_values_are_refused() {
+        assert!(VmConfig::from_cli(&cli(&["umid=../etc"])).is_err());
+        assert!(VmConfig::from_cli(&cli(&["umid="])).is_err());
+        assert!(VmConfig::from_cli(&cli(&["init="])).is_err());
+        assert!(VmConfig::from_cli(&cli(&["a b"])).is_err());
+    }
+}

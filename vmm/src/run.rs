@@ -1,0 +1,185 @@
+//! `umlvm run`: build the machine, run the vCPU on its own thread, drive the event loop, and
+//! turn the guest's end into an exit status.
+
+use crate::config::{KernelSource, Verbosity, VmConfig};
+use crate::exit;
+use crate::vcpu::{self, ExitContext, Outcome};
+use crate::vm::{self, StartTime};
+use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// The guest kernel built from `guest-kernel/` and embedded at build time.
+pub static EMBEDDED_KERNEL: &[u8] = include_bytes!(env!("UMLVM_EMBEDDED_KERNEL"));
+
+/// Why `umlvm run` could not run the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The kernel file cannot be read.
+    #[error("--kernel {0}: cannot read it")]
+    KernelFile(String, #[source] std::io::Error),
+    /// The kernel file was refused.
+    #[error("--kernel {0}")]
+    KernelImage(String, #[source] umlvm_boot::host::LoadError),
+    /// KVM is unusable.
+    #[error(transparent)]
+    Kvm(#[from] crate::kvm::KvmError),
+    /// The requested memory exceeds the host's.
+    #[error("mem={requested_mib}M: larger than this host's {host_mib} MiB of RAM")]
+    HostMemory {
+        /// Requested MiB.
+        requested_mib: u64,
+        /// Host MiB.
+        host_mib: u64,
+    },
+    /// Building the machine failed.
+    #[error(transparent)]
+    Vm(#[from] vm::VmError),
+    /// The event loop failed.
+    #[error("event loop")]
+    EventLoop(#[source] event_manager::Error),
+    /// An eventfd could not be created.
+    #[error("eventfd")]
+    EventFd(#[source] std::io::Error),
+}
+
+impl RunError {
+    /// Exit status for this error.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Self::EventLoop(_) => exit::VMM_ERROR,
+            _ => exit::CONFIG_ERROR,
+        }
+    }
+}
+
+/// Wakes the event loop when the vCPU thread has finished.
+struct VcpuDone {
+    evt: EventFd,
+    done: bool,
+}
+
+impl MutEventSubscriber for VcpuDone {
+    fn init(&mut self, ops: &mut EventOps) {
+        // Registration of a fresh eventfd in a fresh epoll set cannot fail but for ENOMEM;
+        // then the loop would never wake, so report it.
+        if let Err(e) = ops.add(Events::new(&self.evt, EventSet::IN)) {
+            log::error!("cannot watch the vCPU eventfd: {e}");
+            self.done = true;
+        }
+    }
+
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        if events.event_set().contains(EventSet::IN) {
+            let _ = self.evt.read();
+            self.done = true;
+        }
+    }
+}
+
+/// Host RAM in bytes, from /proc/meminfo.
+fn host_mem_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs the machine described by `cfg`, rebooting it when the guest asks; returns the exit
+/// status for the process.
+pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
+    let file_kernel;
+    let kernel: &[u8] = match &cfg.kernel {
+        KernelSource::Embedded => EMBEDDED_KERNEL,
+        KernelSource::File(path) => {
+            let shown = path.display().to_string();
+            file_kernel = std::fs::read(path).map_err(|e| RunError::KernelFile(shown.clone(), e))?;
+            umlvm_boot::host::KernelImage::parse(&file_kernel).map_err(|e| RunError::KernelImage(shown, e))?;
+            &file_kernel
+        }
+    };
+    if let Some(host) = host_mem_bytes()
+        && cfg.mem_bytes > host
+    {
+        return Err(RunError::HostMemory { requested_mib: cfg.mem_bytes >> 20, host_mib: host >> 20 });
+    }
+    let kvm = crate::kvm::open()?;
+    let mut boot_count = 0u32;
+    loop {
+        let t_setup = Instant::now();
+        let machine = vm::create(&kvm, cfg, kernel, boot_count, start)?;
+        if cfg.verbosity >= Verbosity::Verbose {
+            eprintln!(
+                "umlvm: host {}; guest mode {:?}; {} MiB; TSC {} kHz; machine built in {:.3} ms ({:.3} ms since start)",
+                crate::kvm::host_name(machine.host),
+                machine.mode,
+                cfg.mem_bytes >> 20,
+                machine.tsc_khz,
+                t_setup.elapsed().as_secs_f64() * 1e3,
+                start.instant.elapsed().as_secs_f64() * 1e3,
+            );
+        }
+        let outcome = run_machine(machine)?;
+        match outcome {
+            Outcome::PowerOff(status) => return Ok(status),
+            Outcome::Reboot => {
+                boot_count += 1;
+                if cfg.verbosity >= Verbosity::Verbose {
+                    eprintln!("umlvm: guest rebooted (boot {boot_count})");
+                }
+            }
+            Outcome::Panic => {
+                eprintln!("umlvm: guest kernel panicked (see its console output above)");
+                return Ok(exit::GUEST_PANIC);
+            }
+            Outcome::TripleFault(regs) => {
+                eprintln!("umlvm: guest triple fault (KVM_EXIT_SHUTDOWN); vCPU registers:\n{regs}");
+                return Ok(exit::TRIPLE_FAULT);
+            }
+            Outcome::Unexpected(what, regs) => {
+                eprintln!("umlvm: unexpected VM exit: {what}; vCPU registers:\n{regs}");
+                return Ok(exit::UNEXPECTED_EXIT);
+            }
+            Outcome::Error(e) => {
+                eprintln!("umlvm: KVM_RUN failed: {e}");
+                return Ok(exit::VMM_ERROR);
+            }
+        }
+    }
+}
+
+/// Runs one machine until its guest stops: the vCPU on its own thread, the event loop here.
+fn run_machine(machine: vm::Machine) -> Result<Outcome, RunError> {
+    let vm::Machine { vm, mut vcpu, mem, .. } = machine;
+    let done_evt = EventFd::new(EFD_NONBLOCK).map_err(RunError::EventFd)?;
+    let thread_evt = done_evt.try_clone().map_err(RunError::EventFd)?;
+    let mut events: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
+        EventManager::new().map_err(RunError::EventLoop)?;
+    let watcher = Arc::new(Mutex::new(VcpuDone { evt: done_evt, done: false }));
+    events.add_subscriber(watcher.clone());
+
+    let outcome = std::thread::scope(|scope| {
+        let vcpu_thread = std::thread::Builder::new().name("vcpu0".into()).spawn_scoped(scope, || {
+            let mut ctx = ExitContext { mem: &mem, vm: &vm, console: std::io::stdout(), max_gsi: 24 };
+            let outcome = vcpu::run(&mut vcpu, &mut ctx);
+            let _ = thread_evt.write(1);
+            outcome
+        });
+        let vcpu_thread = match vcpu_thread {
+            Ok(t) => t,
+            Err(e) => return Err(RunError::EventFd(e)),
+        };
+        loop {
+            if watcher.lock().map(|w| w.done).unwrap_or(true) {
+                break;
+            }
+            events.run().map_err(RunError::EventLoop)?;
+        }
+        Ok(vcpu_thread.join().unwrap_or(Outcome::Unexpected("vCPU thread panicked".into(), String::new())))
+    })?;
+    Ok(outcome)
+}

@@ -1,0 +1,43 @@
+//! The thin unsafe layer of the VMM: the few raw calls the rust-vmm crates do not wrap.
+
+/// Reads the host's time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no memory effects; every x86-64 CPU this runs on has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Peak resident set size of this process, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage only writes the zero-initialised struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer to a rusage struct.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc == 0 { usage.ru_maxrss as u64 } else { 0 }
+}
+
+/// Wraps an opened KVM device file in `Kvm`, which takes ownership of the descriptor.
+pub fn kvm_from_file(file: std::fs::File) -> kvm_ioctls::Kvm {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: `into_raw_fd` gives up ownership of a valid, open descriptor, which `Kvm` then
+    // owns and closes; nothing else refers to it.
+    unsafe { kvm_ioctls::Kvm::from_raw_fd(file.into_raw_fd()) }
+}
+
+/// Registers a guest memory region with KVM.
+pub fn set_memory_region(
+    vm: &kvm_ioctls::VmFd,
+    slot: u32,
+    region: &vm_memory::GuestRegionMmap,
+) -> Result<(), kvm_ioctls::Error> {
+    use vm_memory::GuestMemoryRegion;
+    let mem_region = kvm_bindings::kvm_userspace_memory_region {
+        slot,
+        flags: 0,
+        guest_phys_addr: region.start_addr().0,
+        memory_size: region.len(),
+        userspace_addr: region.as_ptr() as u64,
+    };
+    // SAFETY: the host range is a live mmap owned by the guest memory object, which the
+    // machine keeps alive for as long as the VM exists; regions do not overlap.
+    unsafe { vm.set_user_memory_region(mem_region) }
+}
