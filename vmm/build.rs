@@ -11,7 +11,17 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.parent().expect("vmm/ sits in the workspace root").to_path_buf();
     let guest = root.join("guest-kernel");
-    for p in ["kernel/src", "kernel/Cargo.toml", "kernel/build.rs", "kernel/linker.ld", "kcore/src", "kcore/Cargo.toml", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+    for p in [
+        "kernel/src",
+        "kernel/Cargo.toml",
+        "kernel/build.rs",
+        "kernel/linker.ld",
+        "kcore/src",
+        "kcore/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", guest.join(p).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("boot/src").display());
@@ -32,14 +42,28 @@ fn main() {
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         let host_only = key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_MAKEFLAGS"
-            || matches!(key.as_str(), "RUSTFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOCFLAGS" | "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG");
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "RUSTDOCFLAGS"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
+                    | "PROFILE"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+            );
         if host_only {
             cmd.env_remove(&key);
         }
     }
     let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo for the guest kernel: {e}"));
     if !status.success() {
-        panic!("building the guest kernel (guest-kernel/, target {GUEST_TARGET}) failed; see the errors above");
+        panic!(
+            "building the guest kernel (guest-kernel/, target {GUEST_TARGET}) failed; see the errors above"
+        );
     }
     let elf = target_dir.join(GUEST_TARGET).join("release").join("umlvm-kernel");
     assert!(elf.is_file(), "guest kernel build produced no {}", elf.display());

@@ -206,8 +206,7 @@ impl BootInfo {
             direct_map_bytes: 0,
             memory_map_len: 0,
             device_count: 0,
-            memory_map: [MemoryRegion { span: Span::new(0, 0), kind: 0, _pad: 0 };
-                MAX_MEMORY_REGIONS],
+            memory_map: [MemoryRegion { span: Span::new(0, 0), kind: 0, _pad: 0 }; MAX_MEMORY_REGIONS],
             devices: [DeviceEntry { kind: 0, gsi: 0, mmio: Span::new(0, 0) }; MAX_DEVICES],
         }
     }
@@ -223,9 +222,7 @@ impl BootInfo {
         if (self.size as usize) < core::mem::size_of::<Self>() {
             return Err(BootInfoError::TooSmall(self.size));
         }
-        if self.memory_map_len as usize > MAX_MEMORY_REGIONS
-            || self.device_count as usize > MAX_DEVICES
-        {
+        if self.memory_map_len as usize > MAX_MEMORY_REGIONS || self.device_count as usize > MAX_DEVICES {
             return Err(BootInfoError::TableOverflow);
         }
         Ok(())

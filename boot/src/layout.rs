@@ -96,6 +96,16 @@ pub fn ram_top(mem_bytes: u64) -> u64 {
     ram_ranges(mem_bytes).map(|(base, len)| base + len).max().unwrap_or(0)
 }
 
+// The layout's invariants, checked at compile time.
+const _: () = {
+    assert!(CONSOLE_GPA + CONSOLE_LEN <= BOOT_STACK_TOP - PAGE_SIZE);
+    assert!(PML4_GPA & 0x1fff == 0, "PML4 must be 8 KiB aligned (PVM: CR3 bit 12 clear)");
+    assert!(PML4_GPA + PAGE_SIZE <= IDT_GPA);
+    assert!(IDT_GPA + PAGE_SIZE <= PT_POOL_GPA);
+    assert!(PT_POOL_END <= KERNEL_MIN_GPA);
+    assert!(IOAPIC_GPA >= MMIO_HOLE_GPA && IOAPIC_GPA < HIGH_RAM_GPA);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +129,5 @@ mod tests {
         for w in pages.windows(2) {
             assert!(w[0] + PAGE_SIZE <= w[1]);
         }
-        assert!(CONSOLE_GPA + CONSOLE_LEN <= BOOT_STACK_TOP - PAGE_SIZE);
-        assert_eq!(PML4_GPA & 0x1fff, 0, "PML4 must be 8 KiB aligned (PVM: CR3 bit 12 clear)");
-        assert!(PML4_GPA + PAGE_SIZE <= IDT_GPA);
-        assert!(IDT_GPA + PAGE_SIZE <= PT_POOL_GPA);
-        assert!(PT_POOL_END <= KERNEL_MIN_GPA);
-        assert!(IOAPIC_GPA >= MMIO_HOLE_GPA && IOAPIC_GPA < HIGH_RAM_GPA);
     }
 }

@@ -87,7 +87,11 @@ pub enum ConfigError {
 /// an optional `B`/`iB` after the suffix is accepted.
 pub fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix("ib")).or_else(|| t.strip_suffix(['B', 'b'])).unwrap_or(t);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix(['B', 'b']))
+        .unwrap_or(t);
     let (digits, shift) = match t.chars().last()?.to_ascii_uppercase() {
         'K' => (&t[..t.len() - 1], 10),
         'M' => (&t[..t.len() - 1], 20),
@@ -171,7 +175,10 @@ impl VmConfig {
                         "off" | "0" | "no" => PvmChoice::Off,
                         "on" | "auto" | "1" | "yes" => PvmChoice::Auto,
                         _ => {
-                            return Err(ConfigError::BadSwitch { input: sw.clone(), why: "expected pvm=on or pvm=off" });
+                            return Err(ConfigError::BadSwitch {
+                                input: sw.clone(),
+                                why: "expected pvm=on or pvm=off",
+                            });
                         }
                     }
                 }
@@ -236,7 +243,15 @@ mod tests {
 
     #[test]
     fn switches_and_flags_both_work_and_go_to_the_guest() {
-        let c = VmConfig::from_cli(&cli(&["mem=128M", "umid=debian", "init=/bin/sh", "root=/dev/ubda", "single", "foo=bar"])).unwrap();
+        let c = VmConfig::from_cli(&cli(&[
+            "mem=128M",
+            "umid=debian",
+            "init=/bin/sh",
+            "root=/dev/ubda",
+            "single",
+            "foo=bar",
+        ]))
+        .unwrap();
         assert_eq!(c.mem_bytes, 128 << 20);
         assert_eq!(c.umid.as_deref(), Some("debian"));
         assert_eq!(c.cmdline, "mem=128M umid=debian init=/bin/sh root=/dev/ubda single foo=bar");

@@ -16,10 +16,14 @@ pub fn device_path() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
     /// The device node does not exist.
-    #[error("{0} does not exist: this host has no KVM (load kvm_intel, kvm_amd or kvm_pvm, or enable nested virtualisation)")]
+    #[error(
+        "{0} does not exist: this host has no KVM (load kvm_intel, kvm_amd or kvm_pvm, or enable nested virtualisation)"
+    )]
     Missing(String),
     /// The device node exists but we may not open it.
-    #[error("{0}: permission denied: add your user to group `kvm` (sudo usermod -aG kvm $USER, then log in again) or run as root")]
+    #[error(
+        "{0}: permission denied: add your user to group `kvm` (sudo usermod -aG kvm $USER, then log in again) or run as root"
+    )]
     NoAccess(String),
     /// Some other open failure.
     #[error("{0}: cannot open: {1}")]
@@ -79,7 +83,9 @@ pub fn open() -> Result<Kvm, KvmError> {
 /// Tells a `kvm_pvm` host from hardware KVM by the signature MSR (readable through
 /// KVM_GET_MSRS only on PVM hosts).
 pub fn detect_host(vcpu: &VcpuFd) -> HostKind {
-    let Ok(mut msrs) = Msrs::from_entries(&[kvm_msr_entry { index: MSR_PVM_SIGNATURE, ..Default::default() }]) else {
+    let Ok(mut msrs) =
+        Msrs::from_entries(&[kvm_msr_entry { index: MSR_PVM_SIGNATURE, ..Default::default() }])
+    else {
         return HostKind::Hardware;
     };
     match vcpu.get_msrs(&mut msrs) {

@@ -28,6 +28,12 @@ enum Command {
     Run(RunArgs),
     /// Describe this host's KVM: kind (hardware or PVM), capabilities, the mode guests get.
     Info,
+    /// Write the embedded guest kernel ELF (with symbols, for gdb or --kernel) to FILE.
+    DumpKernel {
+        /// Where to write it.
+        #[arg(value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -79,7 +85,9 @@ fn info() -> Result<(), kvm::KvmError> {
     let host = kvm::detect_host(&vcpu);
     println!("host: {}", kvm::host_name(host));
     let mode = match host {
-        umlvm_boot::host::HostKind::Pvm => "pvm (para-virtual; pvm=off forces native ring 0, kernel-only work)",
+        umlvm_boot::host::HostKind::Pvm => {
+            "pvm (para-virtual; pvm=off forces native ring 0, kernel-only work)"
+        }
         umlvm_boot::host::HostKind::Hardware => "native (ring 0)",
     };
     println!("guest mode: {mode}");
@@ -123,6 +131,13 @@ fn main() -> ExitCode {
             }
             ExitCode::from(status)
         }
+        Command::DumpKernel { output } => match std::fs::write(&output, run::EMBEDDED_KERNEL) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("umlvm: {}: cannot write: {e}", output.display());
+                ExitCode::from(exit::CONFIG_ERROR)
+            }
+        },
         Command::Info => match info() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -98,7 +98,8 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         KernelSource::File(path) => {
             let shown = path.display().to_string();
             file_kernel = std::fs::read(path).map_err(|e| RunError::KernelFile(shown.clone(), e))?;
-            umlvm_boot::host::KernelImage::parse(&file_kernel).map_err(|e| RunError::KernelImage(shown, e))?;
+            umlvm_boot::host::KernelImage::parse(&file_kernel)
+                .map_err(|e| RunError::KernelImage(shown, e))?;
             &file_kernel
         }
     };

@@ -64,7 +64,8 @@ pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome
                     }
                     ports::IRQ_TEST if value < ctx.max_gsi => {
                         // An edge: raise and lower the line.
-                        let pulse = ctx.vm.set_irq_line(value, true).and_then(|_| ctx.vm.set_irq_line(value, false));
+                        let pulse =
+                            ctx.vm.set_irq_line(value, true).and_then(|_| ctx.vm.set_irq_line(value, false));
                         if let Err(e) = pulse {
                             return Outcome::Error(e);
                         }
@@ -103,9 +104,21 @@ pub fn registers(vcpu: &VcpuFd) -> String {
     match vcpu.get_regs() {
         Ok(r) => {
             let _ = writeln!(s, "  rip {:#018x} rsp {:#018x} rflags {:#x}", r.rip, r.rsp, r.rflags);
-            let _ = writeln!(s, "  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}", r.rax, r.rbx, r.rcx, r.rdx);
-            let _ = writeln!(s, "  rsi {:#018x} rdi {:#018x} rbp {:#018x} r8  {:#018x}", r.rsi, r.rdi, r.rbp, r.r8);
-            let _ = writeln!(s, "  r9  {:#018x} r10 {:#018x} r11 {:#018x} r12 {:#018x}", r.r9, r.r10, r.r11, r.r12);
+            let _ = writeln!(
+                s,
+                "  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}",
+                r.rax, r.rbx, r.rcx, r.rdx
+            );
+            let _ = writeln!(
+                s,
+                "  rsi {:#018x} rdi {:#018x} rbp {:#018x} r8  {:#018x}",
+                r.rsi, r.rdi, r.rbp, r.r8
+            );
+            let _ = writeln!(
+                s,
+                "  r9  {:#018x} r10 {:#018x} r11 {:#018x} r12 {:#018x}",
+                r.r9, r.r10, r.r11, r.r12
+            );
             let _ = writeln!(s, "  r13 {:#018x} r14 {:#018x} r15 {:#018x}", r.r13, r.r14, r.r15);
         }
         Err(e) => {
@@ -118,7 +131,11 @@ pub fn registers(vcpu: &VcpuFd) -> String {
             "  cs {:#x} ss {:#x} cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
             sr.cs.selector, sr.ss.selector, sr.cr0, sr.cr2, sr.cr3, sr.cr4, sr.efer
         );
-        let _ = writeln!(s, "  idt {:#x}/{:#x} gdt {:#x}/{:#x}", sr.idt.base, sr.idt.limit, sr.gdt.base, sr.gdt.limit);
+        let _ = writeln!(
+            s,
+            "  idt {:#x}/{:#x} gdt {:#x}/{:#x}",
+            sr.idt.base, sr.idt.limit, sr.gdt.base, sr.gdt.limit
+        );
     }
     s
 }

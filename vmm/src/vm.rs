@@ -62,14 +62,21 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 }
 
 /// Creates the VM and loads `kernel` per `cfg`.
-pub fn create(kvm: &Kvm, cfg: &VmConfig, kernel: &[u8], boot_count: u32, start: &StartTime) -> Result<Machine, VmError> {
+pub fn create(
+    kvm: &Kvm,
+    cfg: &VmConfig,
+    kernel: &[u8],
+    boot_count: u32,
+    start: &StartTime,
+) -> Result<Machine, VmError> {
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let ranges: Vec<(GuestAddress, usize)> =
         ram_ranges(cfg.mem_bytes).map(|(base, len)| (GuestAddress(base), len as usize)).collect();
     let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| VmError::Memory(cfg.mem_bytes >> 20, e))?;
     // Memory slots before the irqchip: the other order costs 5-11 ms on PVM hosts.
     for (slot, region) in mem.iter().enumerate() {
-        crate::sys::set_memory_region(&vm, slot as u32, region).map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        crate::sys::set_memory_region(&vm, slot as u32, region)
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
     }
     vm.set_tss_address(KVM_TSS_ADDRESS).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
     vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
@@ -106,7 +113,8 @@ pub fn create(kvm: &Kvm, cfg: &VmConfig, kernel: &[u8], boot_count: u32, start: 
 
 /// Translates a host TSC value into the guest's TSC time base (KVM may offset the guest TSC).
 fn guest_tsc_of(vcpu: &VcpuFd, host_tsc: u64) -> u64 {
-    let Ok(mut msrs) = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_TSC, ..Default::default() }]) else {
+    let Ok(mut msrs) = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_TSC, ..Default::default() }])
+    else {
         return host_tsc;
     };
     let host_now = crate::sys::rdtsc();
@@ -162,7 +170,8 @@ fn set_entry_state(vcpu: &VcpuFd, e: &EntryState) -> Result<(), VmError> {
     sregs.cr4 = e.cr4;
     sregs.efer = e.efer;
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
-    let regs = kvm_bindings::kvm_regs { rip: e.rip, rsp: e.rsp, rdi: e.rdi, rflags: e.rflags, ..Default::default() };
+    let regs =
+        kvm_bindings::kvm_regs { rip: e.rip, rsp: e.rsp, rdi: e.rdi, rflags: e.rflags, ..Default::default() };
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
     Ok(())
 }

@@ -135,9 +135,7 @@ impl<'a> KernelImage<'a> {
                 return Err(LoadError::Malformed("segment outside the file"));
             }
             let end = paddr.checked_add(memsz).ok_or(LoadError::Malformed("segment overflows"))?;
-            if paddr < KERNEL_MIN_GPA
-                || end > KERNEL_WINDOW
-                || vaddr != KERNEL_VIRT_BASE.wrapping_add(paddr)
+            if paddr < KERNEL_MIN_GPA || end > KERNEL_WINDOW || vaddr != KERNEL_VIRT_BASE.wrapping_add(paddr)
             {
                 return Err(LoadError::BadSegment { paddr, vaddr });
             }

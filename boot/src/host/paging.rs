@@ -5,8 +5,8 @@
 //! Sharing keeps the pool small: 4 GiB of RAM needs six pages of tables.
 
 use crate::layout::{
-    DIRECT_MAP_BASE, GIB, HIGH_RAM_GPA, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_HOLE_GPA,
-    PAGE_SIZE, PML4_GPA, PT_POOL_END, PT_POOL_GPA, ram_top,
+    DIRECT_MAP_BASE, GIB, HIGH_RAM_GPA, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_HOLE_GPA, PAGE_SIZE,
+    PML4_GPA, PT_POOL_END, PT_POOL_GPA, ram_top,
 };
 use crate::x86::pte;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
@@ -90,11 +90,7 @@ pub fn build<M: GuestMemoryBackend>(
         let mut pd = [0u64; ENTRIES];
         for (i, entry) in pd.iter_mut().enumerate() {
             let phys = gib as u64 * GIB + i as u64 * LARGE_PAGE_SIZE;
-            let cache = if (MMIO_HOLE_GPA..HIGH_RAM_GPA).contains(&phys) {
-                pte::PCD | pte::PWT
-            } else {
-                0
-            };
+            let cache = if (MMIO_HOLE_GPA..HIGH_RAM_GPA).contains(&phys) { pte::PCD | pte::PWT } else { 0 };
             *entry = phys | table_flags | pte::HUGE | cache;
         }
         write(pd_gpa, &pd)?;
@@ -169,8 +165,7 @@ mod tests {
         let pt = build(&mem, 64 << 20, SupervisorAccess::SupervisorOnly).unwrap();
         let (_, ram) = translate(&mem, pt.pml4_gpa, DIRECT_MAP_BASE + 0x100_0000).unwrap();
         assert_eq!(ram & (pte::PCD | pte::PWT), 0);
-        let (p, io) =
-            translate(&mem, pt.pml4_gpa, DIRECT_MAP_BASE + crate::layout::IOAPIC_GPA).unwrap();
+        let (p, io) = translate(&mem, pt.pml4_gpa, DIRECT_MAP_BASE + crate::layout::IOAPIC_GPA).unwrap();
         assert_eq!(p, crate::layout::IOAPIC_GPA);
         assert_eq!(io & (pte::PCD | pte::PWT), pte::PCD | pte::PWT);
     }

@@ -4,9 +4,9 @@ use super::elf::{KernelImage, LoadError};
 use super::paging::{self, PageTableError, SupervisorAccess};
 use crate::abi::{BootInfo, FLAG_PVM_HOST, FLAG_PVM_MODE, PVM_VIF_FEATURE_CR2_CELL};
 use crate::layout::{
-    BOOT_AREA_END, BOOT_INFO_GPA, BOOT_STACK_TOP, CMDLINE_GPA, CMDLINE_MAX, CONSOLE_GPA,
-    CONSOLE_LEN, DIRECT_MAP_BASE, GDT_GPA, HIGH_RAM_GPA, IDT_GPA, MMIO_HOLE_GPA, PAGE_SIZE,
-    PT_POOL_GPA, TSS_GPA, VIF_GPA, ram_ranges,
+    BOOT_AREA_END, BOOT_INFO_GPA, BOOT_STACK_TOP, CMDLINE_GPA, CMDLINE_MAX, CONSOLE_GPA, CONSOLE_LEN,
+    DIRECT_MAP_BASE, GDT_GPA, HIGH_RAM_GPA, IDT_GPA, MMIO_HOLE_GPA, PAGE_SIZE, PT_POOL_GPA, TSS_GPA, VIF_GPA,
+    ram_ranges,
 };
 use crate::x86::{self, TSS_SIZE};
 use crate::{MemoryKind, Span};
@@ -284,11 +284,8 @@ mod tests {
             for w in regions.windows(2) {
                 assert!(w[0].span.end() <= w[1].span.gpa, "{w:?}");
             }
-            let ram: u64 = regions
-                .iter()
-                .filter(|r| r.kind != MemoryKind::Mmio as u32)
-                .map(|r| r.span.len)
-                .sum();
+            let ram: u64 =
+                regions.iter().filter(|r| r.kind != MemoryKind::Mmio as u32).map(|r| r.span.len).sum();
             assert_eq!(ram, mem_bytes, "every RAM byte is described once");
             let kernel = regions.iter().find(|r| r.kind == MemoryKind::Kernel as u32).unwrap();
             assert_eq!(kernel.span, Span::new(0x20_0000, 0x10_0000));

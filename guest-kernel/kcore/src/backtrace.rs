@@ -10,15 +10,10 @@ pub const MAX_FRAMES: usize = 32;
 
 /// Walks the frame chain starting at `rbp`, inside `stack` (start, end exclusive), reading
 /// memory with `read`. Writes return addresses to `out` and returns how many it wrote.
-pub fn walk(
-    mut rbp: u64,
-    stack: (u64, u64),
-    read: impl Fn(u64) -> Option<u64>,
-    out: &mut [u64],
-) -> usize {
+pub fn walk(mut rbp: u64, stack: (u64, u64), read: impl Fn(u64) -> Option<u64>, out: &mut [u64]) -> usize {
     let mut n = 0;
     while n < out.len() {
-        if rbp == 0 || rbp % 8 != 0 || rbp < stack.0 || rbp.saturating_add(16) > stack.1 {
+        if rbp == 0 || !rbp.is_multiple_of(8) || rbp < stack.0 || rbp.saturating_add(16) > stack.1 {
             break;
         }
         let (Some(next), Some(ret)) = (read(rbp), read(rbp + 8)) else { break };
@@ -47,7 +42,14 @@ mod tests {
 
     #[test]
     fn follows_the_chain_until_a_null_frame() {
-        let mem = [(0x1000, 0x1040), (0x1008, 0xaaa), (0x1040, 0x1100), (0x1048, 0xbbb), (0x1100, 0), (0x1108, 0xccc)];
+        let mem = [
+            (0x1000, 0x1040),
+            (0x1008, 0xaaa),
+            (0x1040, 0x1100),
+            (0x1048, 0xbbb),
+            (0x1100, 0),
+            (0x1108, 0xccc),
+        ];
         let mut out = [0; MAX_FRAMES];
         let n = walk(0x1000, (0x1000, 0x2000), memory(&mem), &mut out);
         assert_eq!(&out[..n], &[0xaaa, 0xbbb, 0xccc]);

@@ -94,10 +94,7 @@ impl<'a> Iterator for Words<'a> {
         self.rest = &s[end..];
         Some(match word.split_once('=') {
             Some((key, value)) => {
-                let value = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value);
+                let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
                 Word { key, value: Some(value) }
             }
             None => Word { key: word, value: None },

@@ -70,6 +70,9 @@ mod tests {
     #[test]
     fn page_fault_codes_read_as_words() {
         assert_eq!(PageFaultCode(2).to_string(), "not present, write, supervisor mode");
-        assert_eq!(PageFaultCode(0x15).to_string(), "protection violation, read, instruction fetch, user mode");
+        assert_eq!(
+            PageFaultCode(0x15).to_string(),
+            "protection violation, read, instruction fetch, user mode"
+        );
     }
 }

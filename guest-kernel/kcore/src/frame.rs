@@ -103,7 +103,7 @@ impl FrameAllocator {
     /// If `frame` is unaligned or outside every managed region: that is a kernel bug.
     pub fn free<L: FrameLinks>(&mut self, links: &mut L, frame: u64) {
         assert!(
-            frame % FRAME_SIZE == 0 && self.contains(frame),
+            frame.is_multiple_of(FRAME_SIZE) && self.contains(frame),
             "freeing frame {frame:#x} that this allocator does not manage"
         );
         links.write_link(frame, self.free_head.unwrap_or(0));

@@ -19,7 +19,9 @@ pub fn trigger(what: &str) {
         }
         "badport" => crate::arch::pv::unassigned_port(),
         other => {
-            log::warn!("crash={other}: unknown (panic, pagefault, gp, ud, divide, breakpoint, triple, badport)");
+            log::warn!(
+                "crash={other}: unknown (panic, pagefault, gp, ud, divide, breakpoint, triple, badport)"
+            );
             return;
         }
     }

@@ -180,7 +180,11 @@ fn ioapic_check() -> Result<String, String> {
     if !ok {
         return Err(alloc::format!("GSI {PIN} not delivered within 50 ms"));
     }
-    Ok(alloc::format!("GSI {PIN} -> vector {:#x} after {} us", irq::IOAPIC_VECTOR_BASE + PIN, (time::now_ns() - t0) / 1000))
+    Ok(alloc::format!(
+        "GSI {PIN} -> vector {:#x} after {} us",
+        irq::IOAPIC_VECTOR_BASE + PIN,
+        (time::now_ns() - t0) / 1000
+    ))
 }
 
 fn clock() -> Result<String, String> {

@@ -102,8 +102,5 @@ pub fn report_ticks(ms: u64, cmdline: &Cmdline<'_>) {
     stop_periodic();
     let elapsed_us = (now_ns() - t0) / 1000;
     let n = ticks() - before;
-    log::info!(
-        "timer: {n} ticks in {elapsed_us} us at {hz} Hz (expected {})",
-        elapsed_us * hz / 1_000_000
-    );
+    log::info!("timer: {n} ticks in {elapsed_us} us at {hz} Hz (expected {})", elapsed_us * hz / 1_000_000);
 }

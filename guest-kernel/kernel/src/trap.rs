@@ -60,22 +60,10 @@ fn fatal_exception(f: &TrapFrame) -> ! {
     if f.vector == 14 {
         p(format_args!("  fault address (cr2) {:#018x}\n", mode::fault_address()));
     }
-    p(format_args!(
-        "  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\n",
-        f.rax, f.rbx, f.rcx, f.rdx
-    ));
-    p(format_args!(
-        "  rsi {:#018x} rdi {:#018x} rbp {:#018x} rsp {:#018x}\n",
-        f.rsi, f.rdi, f.rbp, f.rsp
-    ));
-    p(format_args!(
-        "  r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}\n",
-        f.r8, f.r9, f.r10, f.r11
-    ));
-    p(format_args!(
-        "  r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}\n",
-        f.r12, f.r13, f.r14, f.r15
-    ));
+    p(format_args!("  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\n", f.rax, f.rbx, f.rcx, f.rdx));
+    p(format_args!("  rsi {:#018x} rdi {:#018x} rbp {:#018x} rsp {:#018x}\n", f.rsi, f.rdi, f.rbp, f.rsp));
+    p(format_args!("  r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}\n", f.r8, f.r9, f.r10, f.r11));
+    p(format_args!("  r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}\n", f.r12, f.r13, f.r14, f.r15));
     p(format_args!("  cs {:#x} ss {:#x} rflags {:#x}\n", f.cs, f.ss, f.rflags));
     print_backtrace(f.rip, f.rbp);
     crate::arch::pv::panic_exit()

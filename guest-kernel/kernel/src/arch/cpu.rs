@@ -40,7 +40,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: the caller vouches that the MSR exists.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -99,7 +101,9 @@ pub mod crash {
     /// Loads a non-canonical address: a general-protection fault.
     pub fn general_protection() {
         // SAFETY: the load faults (#GP) before reading anything.
-        unsafe { asm!("mov {0}, qword ptr [{0}]", inout(reg) 0x8000_0000_0000_0000u64 => _, options(nostack)) };
+        unsafe {
+            asm!("mov {0}, qword ptr [{0}]", inout(reg) 0x8000_0000_0000_0000u64 => _, options(nostack))
+        };
     }
 
     /// `ud2`: an invalid-opcode fault.

@@ -38,7 +38,7 @@ pub fn fault_stack_bounds() -> (u64, u64) {
 pub fn boot_info(phys: u64) -> &'static BootInfo {
     let addr = phys_to_virt(phys);
     assert!(
-        addr % core::mem::align_of::<BootInfo>() as u64 == 0 && phys < MMIO_HOLE_GPA,
+        addr.is_multiple_of(core::mem::align_of::<BootInfo>() as u64) && phys < MMIO_HOLE_GPA,
         "boot info at {phys:#x} is misaligned or outside RAM"
     );
     // SAFETY: the VMM wrote a BootInfo at this RAM address, mapped by the direct map, aligned
@@ -50,7 +50,7 @@ pub fn boot_info(phys: u64) -> &'static BootInfo {
 /// Reads the u64 at kernel virtual address `addr` if it lies inside `bounds` (a stack the
 /// kernel owns), for backtraces.
 pub fn read_stack_word(addr: u64, bounds: (u64, u64)) -> Option<u64> {
-    if addr % 8 != 0 || addr < bounds.0 || addr.checked_add(8)? > bounds.1 {
+    if !addr.is_multiple_of(8) || addr < bounds.0 || addr.checked_add(8)? > bounds.1 {
         return None;
     }
     // SAFETY: `addr` is aligned and inside a kernel stack, which is mapped for the kernel's
@@ -60,7 +60,7 @@ pub fn read_stack_word(addr: u64, bounds: (u64, u64)) -> Option<u64> {
 
 /// Fills the frame at physical `frame` with zeros.
 pub fn zero_frame(frame: u64) {
-    assert!(frame % FRAME_SIZE == 0 && (frame < MMIO_HOLE_GPA || frame >= 1 << 32));
+    assert!(frame.is_multiple_of(FRAME_SIZE) && !(MMIO_HOLE_GPA..1 << 32).contains(&frame));
     // SAFETY: the caller owns the frame (it came from the frame allocator), which is RAM mapped
     // by the direct map; nothing else references it.
     unsafe { core::ptr::write_bytes(phys_to_virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };

@@ -8,8 +8,8 @@ use umlvm_boot::x86::pte;
 use umlvm_kcore::frame::FrameAllocator;
 use x86_64::structures::paging::mapper::{MapToError, Translate, UnmapError};
 use x86_64::structures::paging::{
-    FrameAllocator as X86FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags,
-    PhysFrame, Size4KiB,
+    FrameAllocator as X86FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame,
+    Size4KiB,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -85,9 +85,8 @@ pub fn map_kernel_page(
     let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | user;
     // SAFETY: `vaddr` is in the kernel's own mapping area, which no Rust reference covers
     // until the mapping exists; the frame belongs to the caller.
-    let flush = unsafe {
-        mapper().map_to_with_table_flags(page, frame, flags, parents, &mut TableFrames(frames))?
-    };
+    let flush =
+        unsafe { mapper().map_to_with_table_flags(page, frame, flags, parents, &mut TableFrames(frames))? };
     flush.ignore();
     mode::flush_tlb_page(vaddr);
     Ok(())
@@ -111,7 +110,7 @@ pub fn translate(vaddr: u64) -> Option<u64> {
 /// Reads the u64 at a kernel virtual address that maps RAM (checked by a table walk).
 pub fn read_mapped_u64(vaddr: u64) -> Option<u64> {
     translate(vaddr)?;
-    if vaddr % 8 != 0 {
+    if !vaddr.is_multiple_of(8) {
         return None;
     }
     // SAFETY: the walk above found a present mapping for this aligned address, so the read
@@ -121,7 +120,7 @@ pub fn read_mapped_u64(vaddr: u64) -> Option<u64> {
 
 /// Writes the u64 at a mapped address of the vmap area (which holds no Rust objects).
 pub fn write_owned_u64(vaddr: u64, value: u64) -> bool {
-    if !in_vmap(vaddr) || translate(vaddr).is_none() || vaddr % 8 != 0 {
+    if !in_vmap(vaddr) || translate(vaddr).is_none() || !vaddr.is_multiple_of(8) {
         return false;
     }
     // SAFETY: the mapping is present and in the vmap area (checked), where no Rust reference

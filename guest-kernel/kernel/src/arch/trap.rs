@@ -5,7 +5,7 @@
 //! calls [`crate::trap::dispatch`] with a `&mut TrapFrame`. The IDT lives in the page the VMM
 //! reserved and already loaded into IDTR; we only write its gates.
 
-use super::memory::{FAULT_STACK_SIZE, FAULT_STACK, phys_to_virt};
+use super::memory::{FAULT_STACK, FAULT_STACK_SIZE, phys_to_virt};
 use umlvm_boot::layout::{IDT_GPA, TSS_GPA};
 use umlvm_boot::x86::KERNEL_CS;
 
