@@ -38,6 +38,43 @@ pub const PVM_SIGNATURE: u64 = 0x004d_5650;
 /// VIF feature bit: the host writes the page-fault address into the VIF page.
 pub const PVM_VIF_FEATURE_CR2_CELL: u64 = 1 << 4;
 
+/// `"UMLVMPNC"`: magic of a [`PanicRecord`].
+pub const PANIC_RECORD_MAGIC: u64 = u64::from_le_bytes(*b"UMLVMPNC");
+/// Frames a [`PanicRecord`] holds.
+pub const PANIC_FRAMES: usize = 32;
+
+/// What a panicking guest kernel hands the VMM with [`crate::ports::PANIC`]: its backtrace,
+/// so the VMM can resolve the addresses with the kernel's symbol table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PanicRecord {
+    /// [`PANIC_RECORD_MAGIC`].
+    pub magic: u64,
+    /// Valid entries in `frames`.
+    pub count: u64,
+    /// Return addresses, innermost first (frame 0 is the faulting or panicking address).
+    pub frames: [u64; PANIC_FRAMES],
+}
+
+impl PanicRecord {
+    /// An empty record.
+    pub const fn new() -> Self {
+        Self { magic: PANIC_RECORD_MAGIC, count: 0, frames: [0; PANIC_FRAMES] }
+    }
+
+    /// The valid frames, if the record is well formed (the guest wrote it, so it is checked).
+    pub fn valid_frames(&self) -> Option<&[u64]> {
+        (self.magic == PANIC_RECORD_MAGIC && self.count as usize <= PANIC_FRAMES)
+            .then(|| &self.frames[..self.count as usize])
+    }
+}
+
+impl Default for PanicRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A guest-physical byte range.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -316,6 +353,20 @@ mod tests {
         assert_eq!(size_of::<DeviceEntry>(), 24);
         assert_eq!(align_of::<BootInfo>(), 8);
         assert!(size_of::<BootInfo>() <= 4096, "BootInfo must fit its page");
+    }
+
+    #[test]
+    fn panic_records_are_checked() {
+        let mut r = PanicRecord::new();
+        r.count = 2;
+        r.frames[0] = 7;
+        assert_eq!(r.valid_frames(), Some(&[7u64, 0][..]));
+        r.count = PANIC_FRAMES as u64 + 1;
+        assert_eq!(r.valid_frames(), None);
+        r.count = 0;
+        r.magic = 1;
+        assert_eq!(r.valid_frames(), None);
+        assert_eq!(size_of::<PanicRecord>(), 16 + 8 * PANIC_FRAMES);
     }
 
     #[test]

@@ -21,4 +21,4 @@ pub mod x86;
 #[cfg(feature = "host")]
 pub mod host;
 
-pub use abi::{BootInfo, DeviceEntry, MemoryKind, MemoryRegion, Span};
+pub use abi::{BootInfo, DeviceEntry, MemoryKind, MemoryRegion, PanicRecord, Span};

@@ -8,7 +8,8 @@
 pub const EXIT: u16 = 0x0500;
 /// `out` anything: the guest asks for a reboot; the VMM builds a fresh machine.
 pub const REBOOT: u16 = 0x0501;
-/// `out` anything: the guest kernel panicked (it has already printed why).
+/// `out` the guest-physical address of a [`crate::PanicRecord`] (or 0): the guest kernel
+/// panicked. It has already printed why; the VMM prints the backtrace with symbols.
 pub const PANIC: u16 = 0x0502;
 /// `out` the number of bytes at the start of the console buffer ([`crate::BootInfo::console`])
 /// that are ready; the VMM writes them out before the `out` completes, so the guest can reuse

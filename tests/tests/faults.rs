@@ -14,9 +14,14 @@ fn crash(what: &str, extra: &[&str]) -> Run {
     boot(&refs)
 }
 
+/// The guest prints raw addresses; umlvm resolves them with the kernel's symbol table.
 #[track_caller]
 fn assert_backtrace(r: &Run) {
-    r.assert_stdout("  backtrace:\n    #0 0xffffffff8").assert_stdout("    #1 0xffffffff8");
+    r.assert_stdout("  backtrace:\n    #0 0xffffffff8")
+        .assert_stdout("    #1 0xffffffff8")
+        .assert_stderr("umlvm: guest backtrace:\n  #0 0xffffffff8")
+        .assert_stderr("umlvm_kernel::arch::entry::kernel_entry+0x")
+        .assert_stderr("_start+0x");
 }
 
 #[test]
@@ -25,7 +30,8 @@ fn panic_prints_message_location_and_backtrace() {
     r.assert_status(GUEST_PANIC)
         .assert_stdout("KERNEL PANIC: crash=panic requested on the command line")
         .assert_stdout("  at kernel/src/crash.rs:")
-        .assert_stderr("umlvm: guest kernel panicked");
+        .assert_stderr("umlvm: guest kernel panicked")
+        .assert_stderr("core::panicking::panic_fmt+0x");
     assert_backtrace(&r);
 }
 

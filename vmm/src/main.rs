@@ -4,6 +4,7 @@ mod config;
 mod exit;
 mod kvm;
 mod run;
+mod symbolize;
 mod sys;
 mod vcpu;
 mod vm;

@@ -124,6 +124,7 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
                 start.instant.elapsed().as_secs_f64() * 1e3,
             );
         }
+        let mem = machine.mem.clone();
         let outcome = run_machine(machine)?;
         match outcome {
             Outcome::PowerOff(status) => return Ok(status),
@@ -133,8 +134,9 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
                     eprintln!("umlvm: guest rebooted (boot {boot_count})");
                 }
             }
-            Outcome::Panic => {
+            Outcome::Panic(record_gpa) => {
                 eprintln!("umlvm: guest kernel panicked (see its console output above)");
+                print_guest_backtrace(&mem, record_gpa, kernel);
                 return Ok(exit::GUEST_PANIC);
             }
             Outcome::TripleFault(regs) => {
@@ -150,6 +152,30 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
                 return Ok(exit::VMM_ERROR);
             }
         }
+    }
+}
+
+/// Prints the backtrace a panicking guest recorded, resolved with the kernel's symbols.
+fn print_guest_backtrace(mem: &vm_memory::GuestMemoryMmap, record_gpa: u64, kernel: &[u8]) {
+    use vm_memory::{Bytes, GuestAddress};
+    if record_gpa == 0 {
+        return;
+    }
+    // The record comes from the guest: read it through checked guest memory, then validate.
+    let Ok(record) = mem.read_obj::<umlvm_boot::PanicRecord>(GuestAddress(record_gpa)) else {
+        eprintln!("umlvm: the guest's backtrace record at {record_gpa:#x} is outside guest memory");
+        return;
+    };
+    let Some(frames) = record.valid_frames() else {
+        eprintln!("umlvm: the guest's backtrace record at {record_gpa:#x} is malformed");
+        return;
+    };
+    let symbols = crate::symbolize::Symbols::from_elf(kernel);
+    eprintln!("umlvm: guest backtrace:");
+    for (i, addr) in frames.iter().enumerate() {
+        let name = if i == 0 { symbols.lookup(*addr) } else { symbols.lookup_return(*addr) };
+        let name = name.unwrap_or_else(|| "?".into());
+        eprintln!("  #{i} {addr:#018x} {name}");
     }
 }
 

@@ -41,3 +41,31 @@ pub fn set_memory_region(
     // machine keeps alive for as long as the VM exists; regions do not overlap.
     unsafe { vm.set_user_memory_region(mem_region) }
 }
+
+/// A copy of some bytes at an 8-byte aligned address (ELF parsers need aligned tables, and
+/// `include_bytes!` data has no alignment guarantee).
+pub struct AlignedBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copies `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_le_bytes(b);
+        }
+        Self { words, len: bytes.len() }
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the Vec<u64> owns at least `len` initialised bytes (8 per word, len <= 8 *
+        // words.len()), u8 has no alignment or validity requirements, and the slice borrows
+        // `self`, so the allocation outlives it.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+}

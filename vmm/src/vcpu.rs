@@ -18,8 +18,8 @@ pub enum Outcome {
     PowerOff(u8),
     /// The guest asked for a reboot.
     Reboot,
-    /// The guest kernel panicked.
-    Panic,
+    /// The guest kernel panicked; the guest-physical address of its backtrace record (or 0).
+    Panic(u64),
     /// Triple fault; the registers at that point.
     TripleFault(String),
     /// An exit the VMM does not handle: what it was, and the registers.
@@ -57,7 +57,7 @@ pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome
                 match port {
                     ports::EXIT => return Outcome::PowerOff(value as u8),
                     ports::REBOOT => return Outcome::Reboot,
-                    ports::PANIC => return Outcome::Panic,
+                    ports::PANIC => return Outcome::Panic(u64::from(value)),
                     ports::CONSOLE => {
                         console_kick(ctx, value);
                         continue;

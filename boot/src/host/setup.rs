@@ -18,6 +18,11 @@ use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 #[allow(unsafe_code)]
 unsafe impl ByteValued for BootInfo {}
 
+// SAFETY: PanicRecord is #[repr(C)] and made only of u64s: no padding, every byte pattern is
+// a valid value.
+#[allow(unsafe_code)]
+unsafe impl ByteValued for crate::PanicRecord {}
+
 /// Which execution mode the guest kernel will use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutionMode {

@@ -6,6 +6,7 @@ use core::panic::PanicInfo;
 fn panic(info: &PanicInfo<'_>) -> ! {
     crate::arch::mode::irq_disable();
     let printed = crate::console::print_from_fault(format_args!("KERNEL PANIC: {}\n", info.message()));
+    let mut record = 0;
     if printed {
         if let Some(loc) = info.location() {
             crate::console::print_from_fault(format_args!(
@@ -17,7 +18,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         }
         let rbp = crate::arch::cpu::frame_pointer();
         let rip = panic as *const () as u64;
-        crate::trap::print_backtrace(rip, rbp);
+        record = crate::trap::print_backtrace(rip, rbp);
     }
-    crate::arch::pv::panic_exit()
+    crate::arch::pv::panic_exit(record)
 }

@@ -3,6 +3,7 @@
 use crate::arch::trap::TrapFrame;
 use crate::arch::{memory, mode};
 use core::sync::atomic::{AtomicU64, Ordering};
+use umlvm_boot::PanicRecord;
 use umlvm_kcore::backtrace::{self, MAX_FRAMES};
 use umlvm_kcore::exception::{PageFaultCode, has_error_code, name};
 
@@ -65,12 +66,16 @@ fn fatal_exception(f: &TrapFrame) -> ! {
     p(format_args!("  r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}\n", f.r8, f.r9, f.r10, f.r11));
     p(format_args!("  r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}\n", f.r12, f.r13, f.r14, f.r15));
     p(format_args!("  cs {:#x} ss {:#x} rflags {:#x}\n", f.cs, f.ss, f.rflags));
-    print_backtrace(f.rip, f.rbp);
-    crate::arch::pv::panic_exit()
+    let record = print_backtrace(f.rip, f.rbp);
+    crate::arch::pv::panic_exit(record)
 }
 
-/// Prints a backtrace starting at `rip` and walking the frame pointers from `rbp`.
-pub fn print_backtrace(rip: u64, rbp: u64) {
+/// The backtrace handed to the VMM on a fatal fault or panic.
+static PANIC_RECORD: spinning_top::Spinlock<PanicRecord> = spinning_top::Spinlock::new(PanicRecord::new());
+
+/// Prints a backtrace starting at `rip` and walking the frame pointers from `rbp`; records it
+/// for the VMM and returns the record's physical address (0 if it could not be recorded).
+pub fn print_backtrace(rip: u64, rbp: u64) -> u64 {
     let p = crate::console::print_from_fault;
     let mut frames = [0u64; MAX_FRAMES];
     let stack = if (memory::fault_stack_bounds().0..memory::fault_stack_bounds().1).contains(&rbp) {
@@ -83,4 +88,10 @@ pub fn print_backtrace(rip: u64, rbp: u64) {
     for (i, ret) in frames[..n].iter().enumerate() {
         p(format_args!("    #{} {ret:#018x}\n", i + 1));
     }
+    let Some(mut record) = PANIC_RECORD.try_lock() else { return 0 };
+    record.frames[0] = rip;
+    let kept = n.min(record.frames.len() - 1);
+    record.frames[1..=kept].copy_from_slice(&frames[..kept]);
+    record.count = kept as u64 + 1;
+    memory::kernel_virt_to_phys(&*record as *const PanicRecord as u64).unwrap_or(0)
 }

@@ -22,6 +22,13 @@ pub const fn phys_to_virt(phys: u64) -> u64 {
     DIRECT_MAP_BASE + phys
 }
 
+/// Physical address of a kernel-image virtual address (the kernel window maps physical
+/// `p` at `KERNEL_VIRT_BASE + p`); `None` outside the window.
+pub fn kernel_virt_to_phys(vaddr: u64) -> Option<u64> {
+    use umlvm_boot::layout::{KERNEL_VIRT_BASE, KERNEL_WINDOW};
+    vaddr.checked_sub(KERNEL_VIRT_BASE).filter(|&p| p < KERNEL_WINDOW)
+}
+
 /// (start, end) of the boot CPU's kernel stack.
 pub fn kernel_stack_bounds() -> (u64, u64) {
     let start = (&raw const BOOT_CPU_STACK) as u64;

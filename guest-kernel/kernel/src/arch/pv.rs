@@ -49,10 +49,13 @@ pub fn reboot() -> ! {
     halt_forever()
 }
 
-/// Tells the VMM the kernel panicked (after printing why).
-pub fn panic_exit() -> ! {
-    // SAFETY: the panic port ends the VM; no memory is involved.
-    unsafe { outl(ports::PANIC, 0) };
+/// Tells the VMM the kernel panicked (after printing why), handing it the physical address
+/// of a [`umlvm_boot::PanicRecord`] with the backtrace (0 for none).
+pub fn panic_exit(record_phys: u64) -> ! {
+    // The port carries 32 bits; the kernel image (where the record lives) is below 1 GiB.
+    let value = u32::try_from(record_phys).unwrap_or(0);
+    // SAFETY: the panic port ends the VM; the VMM only reads the record.
+    unsafe { outl(ports::PANIC, value) };
     halt_forever()
 }
 
