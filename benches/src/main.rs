@@ -32,6 +32,7 @@ fn number_after(text: &str, prefix: &str) -> u64 {
         .unwrap_or(0)
 }
 
+#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which also gives its rusage")]
 fn run_once(umlvm: &str, switches: &[&str]) -> Sample {
     let out_path = std::env::temp_dir().join(format!("umlvm-bench-{}.out", std::process::id()));
     let out = std::fs::File::create(&out_path).expect("bench output file");
