@@ -37,6 +37,11 @@ pub const MSR_PVM_SIGNATURE: u32 = 0x4b56_4d11;
 pub const PVM_SIGNATURE: u64 = 0x004d_5650;
 /// VIF feature bit: the host writes the page-fault address into the VIF page.
 pub const PVM_VIF_FEATURE_CR2_CELL: u64 = 1 << 4;
+/// VIF feature bits 0 and 1: the host runs user mode on the page-table root at CR3 + 4 KiB
+/// and switches back to CR3 on every entry to supervisor mode (a KPTI-style flip, without
+/// the two CR3-load hypercalls per round trip). Observed on our hosts: bit 0 alone hangs the
+/// first return to user mode; bits 0 and 1 together work (docs/pvm.md).
+pub const PVM_VIF_FEATURES_USER_ROOT_FLIP: u64 = 0b11;
 
 /// `"UMLVMPNC"`: magic of a [`PanicRecord`].
 pub const PANIC_RECORD_MAGIC: u64 = u64::from_le_bytes(*b"UMLVMPNC");

@@ -97,6 +97,11 @@ pub fn require_kvm() {
     );
 }
 
+/// Whether this host's KVM is `kvm_pvm` (PVM mode is then the default).
+pub fn pvm_host() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
 /// Runs `umlvm` with `args` and extra environment, killing it after `limit`.
 pub fn umlvm_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Run {
     let mut cmd = Command::new(umlvm_bin());

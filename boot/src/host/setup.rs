@@ -2,7 +2,9 @@
 
 use super::elf::{KernelImage, LoadError};
 use super::paging::{self, PageTableError, SupervisorAccess};
-use crate::abi::{BootInfo, FLAG_PVM_HOST, FLAG_PVM_MODE, PVM_VIF_FEATURE_CR2_CELL};
+use crate::abi::{
+    BootInfo, FLAG_PVM_HOST, FLAG_PVM_MODE, PVM_VIF_FEATURE_CR2_CELL, PVM_VIF_FEATURES_USER_ROOT_FLIP,
+};
 use crate::layout::{
     BOOT_AREA_END, BOOT_INFO_GPA, BOOT_STACK_TOP, CMDLINE_GPA, CMDLINE_MAX, CONSOLE_GPA, CONSOLE_LEN,
     DIRECT_MAP_BASE, GDT_GPA, HIGH_RAM_GPA, IDT_GPA, MMIO_HOLE_GPA, PAGE_SIZE, PT_POOL_GPA, TSS_GPA, VIF_GPA,
@@ -161,7 +163,7 @@ pub fn build_boot<M: GuestMemoryBackend>(
     }
     if params.mode == ExecutionMode::Pvm {
         info.flags |= FLAG_PVM_MODE;
-        info.pvm_vif_msr_value = VIF_GPA | PVM_VIF_FEATURE_CR2_CELL;
+        info.pvm_vif_msr_value = VIF_GPA | PVM_VIF_FEATURE_CR2_CELL | PVM_VIF_FEATURES_USER_ROOT_FLIP;
     }
     info.host_start_tsc = params.host_start_tsc;
     info.host_start_unix_ns = params.host_start_unix_ns;
@@ -257,7 +259,10 @@ mod tests {
         let info: BootInfo = mem.read_obj(GuestAddress(BOOT_INFO_GPA)).unwrap();
         assert_eq!(info.validate(), Ok(()));
         assert!(info.pvm_mode() && info.pvm_host());
-        assert_eq!(info.pvm_vif_msr_value, VIF_GPA | PVM_VIF_FEATURE_CR2_CELL);
+        assert_eq!(
+            info.pvm_vif_msr_value,
+            VIF_GPA | PVM_VIF_FEATURE_CR2_CELL | PVM_VIF_FEATURES_USER_ROOT_FLIP
+        );
         assert_eq!(info.host_start_tsc, 42);
         let mut cmdline = vec![0u8; info.cmdline.len as usize];
         mem.read_slice(&mut cmdline, GuestAddress(info.cmdline.gpa)).unwrap();

@@ -97,6 +97,40 @@ impl FrameAllocator {
         None
     }
 
+    /// Allocates two physically adjacent frames, the first 8 KiB aligned (a page-table pair:
+    /// PVM hosts need the top-level table's address to have bit 12 clear, and a KPTI-style
+    /// user table sits 4 KiB above the kernel one). Both come fresh (zeroed) from the bump
+    /// pointer; a frame skipped for alignment goes on the free list.
+    pub fn alloc_pair<L: FrameLinks>(&mut self, links: &mut L) -> Option<u64> {
+        while self.current < self.region_count {
+            let (_, end) = self.regions[self.current];
+            if !self.bump.is_multiple_of(2 * FRAME_SIZE) && self.bump < end {
+                let skipped = self.bump;
+                self.bump += FRAME_SIZE;
+                self.allocated += 1;
+                self.free(links, skipped);
+            }
+            if self.bump + 2 * FRAME_SIZE <= end {
+                let addr = self.bump;
+                self.bump += 2 * FRAME_SIZE;
+                self.allocated += 2;
+                return Some(addr);
+            }
+            // No pair left here: the region's last frames go on the free list.
+            while self.bump < end {
+                let leftover = self.bump;
+                self.bump += FRAME_SIZE;
+                self.allocated += 1;
+                self.free(links, leftover);
+            }
+            self.current += 1;
+            if self.current < self.region_count {
+                self.bump = self.regions[self.current].0;
+            }
+        }
+        None
+    }
+
     /// Returns `frame` to the allocator.
     ///
     /// # Panics
@@ -173,6 +207,22 @@ mod tests {
             assert!(seen.insert(f.addr));
         }
         assert_eq!(seen.len(), 512);
+    }
+
+    #[test]
+    fn pairs_are_aligned_adjacent_and_waste_nothing() {
+        let mut links = Links::default();
+        let mut a = FrameAllocator::new([(0x1000, 0x6000), (0x10_0000, 0x10_3000)]);
+        assert_eq!(a.alloc_pair(&mut links), Some(0x2000));
+        // 0x4000..0x6000 is the next aligned pair.
+        assert_eq!(a.alloc_pair(&mut links), Some(0x4000));
+        // The next region has only 0x10_0000 + 0x10_1000 aligned; 0x10_2000 is left.
+        assert_eq!(a.alloc_pair(&mut links), Some(0x10_0000));
+        assert_eq!(a.alloc_pair(&mut links), None);
+        // The skipped frame (0x1000) and the leftover (0x10_2000) are still allocatable.
+        let rest: Vec<u64> = std::iter::from_fn(|| a.alloc(&links).map(|f| f.addr)).collect();
+        assert_eq!(rest, [0x10_2000, 0x1000]);
+        assert_eq!(a.free_frames(), 0);
     }
 
     #[test]

@@ -8,9 +8,14 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
 pub mod backtrace;
 pub mod cmdline;
 pub mod console;
+pub mod errno;
 pub mod exception;
 pub mod frame;
 pub mod time;
+pub mod vma;

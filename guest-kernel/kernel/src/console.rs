@@ -37,6 +37,13 @@ pub fn print(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes raw bytes (user output).
+pub fn write_bytes(bytes: &[u8]) {
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.line.write(&mut c.sink, bytes);
+    }
+}
+
 /// Prints formatted text from a fault path: never waits for the lock (the faulting code may
 /// hold it); returns whether it printed.
 pub fn print_from_fault(args: fmt::Arguments<'_>) -> bool {

@@ -12,6 +12,7 @@ extern crate alloc;
 
 #[allow(unsafe_code, reason = "the hardware layer: every unsafe block carries a SAFETY comment")]
 mod arch;
+mod bench;
 mod console;
 mod crash;
 mod irq;
@@ -20,6 +21,8 @@ mod mm;
 mod panic;
 mod selftest;
 mod sync;
+mod syscall;
+mod task;
 mod time;
 mod trap;
 
@@ -42,8 +45,15 @@ pub fn kmain(entry: BootEntry) -> ! {
     let cmdline_text = mm::cmdline(info);
     let cmdline = Cmdline::new(cmdline_text);
     let mode = arch::mode::current();
+    if cmdline.get("pvm_flip") == Some("off") {
+        arch::mode::disable_host_cr3_flip();
+    }
     let host = if arch::mode::pvm_host() { "kvm_pvm host" } else { "hardware-virtualisation host" };
     kprintln!("umlvm-kernel {VERSION} ({} mode on a {host})", mode.name());
+    if mode == arch::mode::ExecMode::Pvm {
+        let flip = if arch::mode::host_flips_cr3() { "user-root flip on" } else { "user-root flip off" };
+        kprintln!("PVM: VIF MSR {:#x} ({flip})", arch::mode::vif_msr());
+    }
     trap::init();
     let mem = mm::init(info);
     kprintln!(
@@ -65,6 +75,7 @@ pub fn kmain(entry: BootEntry) -> ! {
         crash::trigger(what);
     }
     let failures = selftest::run(&cmdline);
+    bench::run(&cmdline);
     if let Some(ms) = cmdline.get_u64("ticks") {
         match ms {
             Ok(ms) => time::report_ticks(ms, &cmdline),

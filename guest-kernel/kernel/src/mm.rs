@@ -53,9 +53,14 @@ pub fn init(info: &BootInfo) -> MemStats {
         Some(h) if s.next_multiple_of(4096) == h => (h + want, e),
         _ => (s, e),
     }));
+    let mut frames = frames;
+    paging::drop_identity_map();
+    paging::preallocate_kernel_roots(&mut frames);
+    if let Err(e) = crate::arch::uspace::init(&mut frames) {
+        log::error!("cannot build the user entry area: {e:?}");
+    }
     let free_frames = frames.free_frames();
     *FRAMES.lock() = Some(frames);
-    paging::drop_identity_map();
     MemStats { free_frames, heap_bytes }
 }
 
@@ -69,6 +74,15 @@ pub fn free_frame(addr: u64) {
     if let Some(f) = FRAMES.lock().as_mut() {
         f.free(&mut DirectMapLinks, addr);
     }
+}
+
+/// Runs `f` with the frame allocator locked.
+///
+/// # Panics
+/// Before [`init`].
+pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> R {
+    let mut guard = FRAMES.lock();
+    f(guard.as_mut().expect("frame allocator initialised"))
 }
 
 /// Frames currently free.

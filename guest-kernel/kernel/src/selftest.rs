@@ -1,12 +1,16 @@
 //! Built-in self-checks, run on every kernel-only boot: frames, heap, paging, exceptions,
-//! IPIs, the APIC timer, IOAPIC routing and the clock. Each prints one line.
+//! IPIs, the APIC timer, IOAPIC routing, the clock, user mode (syscalls, demand paging, timer
+//! interrupts in user mode) and kernel/user isolation. Each prints one line.
 
+use crate::arch::programs::{DATA_BASE, Program};
 use crate::arch::{apic, ioapic, memory, paging, pv};
+use crate::task::{self, TaskExit};
 use crate::{irq, mm, time, trap};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 use umlvm_kcore::cmdline::Cmdline;
 
 /// Waits (halted) until `done()` or `timeout_ns` passed; returns whether `done()` held.
@@ -29,7 +33,7 @@ type Check = fn() -> Result<String, String>;
 /// Runs the checks (all, or those named in `selftest=a,b`; `selftest=none` skips them);
 /// returns how many failed.
 pub fn run(cmdline: &Cmdline<'_>) -> u32 {
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 10] = [
         ("frames", frames),
         ("heap", heap),
         ("paging", paging_check),
@@ -38,6 +42,8 @@ pub fn run(cmdline: &Cmdline<'_>) -> u32 {
         ("timer", timer),
         ("ioapic", ioapic_check),
         ("clock", clock),
+        ("user", user),
+        ("isolation", isolation),
     ];
     let only = cmdline.get("selftest");
     if only == Some("none") {
@@ -194,4 +200,95 @@ fn clock() -> Result<String, String> {
         return Err(alloc::format!("clock not monotonic: {a} then {b}"));
     }
     Ok(alloc::format!("monotonic, {} console kicks so far", crate::console::kicks()))
+}
+
+fn user() -> Result<String, String> {
+    if !task::user_mode_available() {
+        return Ok("skipped: user mode needs PVM mode on a kvm_pvm host".into());
+    }
+    const SYSCALLS: u64 = 200;
+    const PAGES: u64 = 32;
+    // Registers reach user mode intact.
+    let probe = task::run_with(
+        Program::RegProbe,
+        |f| {
+            f.rax = 0xa0;
+            f.rbx = 0xb0;
+            f.rcx = 0xc0;
+            f.rdx = 0xd0;
+            f.rsi = 0x51;
+            f.rdi = 0xd1;
+            f.rbp = 0xb9;
+            f.r8 = 8;
+            f.r9 = 9;
+            f.r10 = 10;
+            f.r11 = 11;
+            f.r12 = 12;
+            f.r13 = 13;
+            f.r14 = 14;
+            f.r15 = 15;
+        },
+        |t| (0..16).map(|i| task::read_user_u64(t, DATA_BASE + 8 * i)).collect::<Option<Vec<u64>>>(),
+    );
+    let want = [0xd1, 0x51, 0xd0, 0xc0, 8, 9, 10, 11, 0xb9, 12, 13, 14, 15, 0xa0, 0xb0, task::STACK_TOP];
+    match probe {
+        Ok((TaskExit::Exited(0), _, Some(regs))) if regs == want => {}
+        other => return Err(alloc::format!("registers at user entry: {other:x?}, expected {want:x?}")),
+    }
+    time::start_periodic(1000);
+    let t0 = time::now_ns();
+    let result = task::run(Program::SelfTest, [SYSCALLS, PAGES, time::ns_to_tsc(3_000_000)], |_| ());
+    let elapsed_us = (time::now_ns() - t0) / 1000;
+    time::stop_periodic();
+    let (exit, stats, ()) = result.map_err(|e| alloc::format!("could not start: {e:?}"))?;
+    if exit != TaskExit::Exited(0) {
+        return Err(alloc::format!("task ended with {exit:?}"));
+    }
+    // getpid x SYSCALLS, then write and exit.
+    if stats.syscalls != SYSCALLS + 2 {
+        return Err(alloc::format!("{} syscalls, expected {}", stats.syscalls, SYSCALLS + 2));
+    }
+    if stats.page_faults < PAGES {
+        return Err(alloc::format!("{} page faults for {PAGES} fresh pages", stats.page_faults));
+    }
+    if stats.user_ticks == 0 {
+        return Err("no timer interrupt arrived in user mode".into());
+    }
+    Ok(alloc::format!(
+        "registers intact; {} syscalls, {} page faults, {} timer ticks in user mode, {elapsed_us} us",
+        stats.syscalls,
+        stats.page_faults,
+        stats.user_ticks
+    ))
+}
+
+/// A kernel value user programs try to read and overwrite.
+static SECRET: AtomicU64 = AtomicU64::new(0x5ec2_e7da_7a00_0001);
+
+fn isolation() -> Result<String, String> {
+    if !task::user_mode_available() {
+        return Ok("skipped: user mode needs PVM mode on a kvm_pvm host".into());
+    }
+    let secret = &raw const SECRET as u64;
+    let kernel_phys = crate::arch::memory::kernel_virt_to_phys(secret).ok_or("secret outside the kernel")?;
+    let (_, entry_ro, _) = crate::arch::user::entry_area();
+    let attempts = [
+        (Program::Peek, secret, "read kernel data"),
+        (Program::Poke, secret, "write kernel data"),
+        (Program::Peek, memory::phys_to_virt(kernel_phys), "read the direct map"),
+        (Program::Poke, memory::phys_to_virt(kernel_phys), "write the direct map"),
+        (Program::Poke, entry_ro, "write the entry page"),
+    ];
+    for (program, addr, what) in attempts {
+        let (exit, _, ()) =
+            task::run(program, [addr, 0, 0], |_| ()).map_err(|e| alloc::format!("could not start: {e:?}"))?;
+        match exit {
+            TaskExit::Killed { signal: 11, vector: 14, addr: fault, .. } if fault == addr => {}
+            other => return Err(alloc::format!("user program could {what} at {addr:#x}: {other:?}")),
+        }
+    }
+    if SECRET.load(Ordering::Relaxed) != 0x5ec2_e7da_7a00_0001 {
+        return Err("kernel data changed".into());
+    }
+    Ok(alloc::format!("{} attempts on kernel memory, each killed with SIGSEGV", attempts.len()))
 }

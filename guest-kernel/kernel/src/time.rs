@@ -36,6 +36,16 @@ pub fn now_ns() -> u64 {
     clock().ns_at(cpu::rdtsc())
 }
 
+/// Nanoseconds for `ticks` TSC ticks.
+pub fn tsc_to_ns(ticks: u64) -> u64 {
+    umlvm_kcore::time::ticks_to_ns(ticks, TSC_KHZ.load(Ordering::Relaxed))
+}
+
+/// TSC ticks for `ns` nanoseconds.
+pub fn ns_to_tsc(ns: u64) -> u64 {
+    umlvm_kcore::time::ns_to_ticks(ns, TSC_KHZ.load(Ordering::Relaxed))
+}
+
 fn bus_ticks(ns: u64) -> u32 {
     let hz = APIC_BUS_HZ.load(Ordering::Relaxed);
     ((ns as u128 * hz as u128) / 1_000_000_000).clamp(1, u32::MAX as u128) as u32

@@ -13,8 +13,8 @@ static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 /// Fills the IDT.
 pub fn init() {
     crate::arch::trap::init(crate::irq::vectors());
-    let (_, top) = memory::kernel_stack_bounds();
-    crate::arch::trap::set_kernel_stack(top);
+    crate::arch::trap::set_kernel_stack(crate::arch::user::trampoline_top());
+    crate::arch::user::init();
 }
 
 /// Lets the next `n` breakpoints (`int3`) resume instead of being fatal (self-checks).

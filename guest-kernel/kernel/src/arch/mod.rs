@@ -13,7 +13,10 @@ pub mod ioapic;
 pub mod memory;
 pub mod mode;
 pub mod paging;
+pub mod programs;
 pub mod pv;
 pub mod trap;
+pub mod user;
+pub mod uspace;
 
 pub use entry::BootEntry;

@@ -10,9 +10,9 @@
 use super::cpu;
 use super::memory::phys_to_virt;
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use umlvm_boot::BootInfo;
-use umlvm_boot::abi::PVM_VIF_FEATURE_CR2_CELL;
+use umlvm_boot::abi::{MSR_PVM_VIF, PVM_VIF_FEATURE_CR2_CELL, PVM_VIF_FEATURES_USER_ROOT_FLIP};
 
 /// The execution mode in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +38,17 @@ const MODE_PVM: u8 = 1;
 static MODE: AtomicU8 = AtomicU8::new(MODE_NATIVE);
 static PVM_HOST: AtomicBool = AtomicBool::new(false);
 static CR2_CELL: AtomicBool = AtomicBool::new(false);
+static HOST_FLIP: AtomicBool = AtomicBool::new(false);
+static VIF_MSR: AtomicU64 = AtomicU64::new(0);
+
+/// PVM hypercall: load CR3 (rbx).
+pub const HC_SET_CR3: u64 = 0x1001;
+/// PVM hypercall: return to user mode through the frame at rbx.
+pub const HC_IRET_FRAME: u64 = 0x100d;
 
 /// PVM hypercall numbers (`int 0x1b`, number in rax, arguments in rbx/rcx/rdx).
 mod hc {
-    pub const SET_CR3: u64 = 0x1001;
+    pub const SET_CR3: u64 = super::HC_SET_CR3;
     pub const WRMSR: u64 = 0x1003;
     pub const FLUSH_TLB_ONE: u64 = 0x1008;
     pub const HALT: u64 = 0x1009;
@@ -54,12 +61,48 @@ const VIF_IF: u64 = 0;
 const VIF_PENDING: u64 = 1;
 const VIF_CR2: u64 = 8;
 
-/// Records the mode `_start` entered (from the boot flags).
+/// Records the mode `_start` entered (from the boot flags) and, in PVM mode, which VIF
+/// features the host accepted (it silently drops the ones it does not; the MSR reads back
+/// what stuck).
 pub fn init(info: &BootInfo) {
     let pvm = info.pvm_mode();
     MODE.store(if pvm { MODE_PVM } else { MODE_NATIVE }, Ordering::Relaxed);
     PVM_HOST.store(info.pvm_host(), Ordering::Relaxed);
-    CR2_CELL.store(pvm && info.pvm_vif_msr_value & PVM_VIF_FEATURE_CR2_CELL != 0, Ordering::Relaxed);
+    if pvm {
+        // SAFETY: the VIF MSR exists in PVM mode (we just wrote it in `_start`).
+        let accepted = unsafe { cpu::rdmsr(MSR_PVM_VIF) };
+        VIF_MSR.store(accepted, Ordering::Relaxed);
+        CR2_CELL.store(accepted & PVM_VIF_FEATURE_CR2_CELL != 0, Ordering::Relaxed);
+        let flip = PVM_VIF_FEATURES_USER_ROOT_FLIP;
+        HOST_FLIP.store(accepted & flip == flip, Ordering::Relaxed);
+    }
+}
+
+/// Whether the host switches to the user page-table root (CR3 + 4 KiB) on returns to user
+/// mode and back on entries, so the kernel need not load CR3 itself.
+pub fn host_flips_cr3() -> bool {
+    HOST_FLIP.load(Ordering::Relaxed)
+}
+
+/// The VIF MSR value in effect (PVM mode), for reports.
+pub fn vif_msr() -> u64 {
+    VIF_MSR.load(Ordering::Relaxed)
+}
+
+/// Re-registers the VIF page without the host's CR3 flip (`pvm_flip=off`): the entry code
+/// then loads CR3 itself with hypercalls. For comparisons; call before any task runs.
+pub fn disable_host_cr3_flip() {
+    let value = VIF_MSR.load(Ordering::Relaxed);
+    if current() != ExecMode::Pvm || value & PVM_VIF_FEATURES_USER_ROOT_FLIP == 0 {
+        return;
+    }
+    let value = value & !PVM_VIF_FEATURES_USER_ROOT_FLIP;
+    // SAFETY: re-registering the same VIF page with fewer feature bits keeps PVM mode.
+    unsafe { write_msr(MSR_PVM_VIF, value) };
+    // SAFETY: as in `init`.
+    let accepted = unsafe { cpu::rdmsr(MSR_PVM_VIF) };
+    VIF_MSR.store(accepted, Ordering::Relaxed);
+    HOST_FLIP.store(false, Ordering::Relaxed);
 }
 
 /// The mode in use.

@@ -70,6 +70,23 @@ pub fn drop_identity_map() {
     }
 }
 
+/// Gives the vmap area its top-level entry now, so address spaces created later (which copy
+/// the kernel half of the top-level table) see every kernel mapping made after them.
+pub fn preallocate_kernel_roots(frames: &mut FrameAllocator) {
+    let pml4 = super::cpu::read_cr3() & pte::ADDR_MASK;
+    let slot = (VMAP_BASE >> 39) & 0x1ff;
+    let entry = (phys_to_virt(pml4) + 8 * slot) as *mut u64;
+    // SAFETY: reading a slot of the active PML4 through the direct map.
+    if unsafe { entry.read_volatile() } & pte::PRESENT != 0 {
+        return;
+    }
+    let Some(table) = TableFrames(frames).allocate_frame() else { return };
+    let user = if mode::current() == mode::ExecMode::Pvm { pte::USER } else { 0 };
+    let value = table.start_address().as_u64() | pte::PRESENT | pte::WRITABLE | user;
+    // SAFETY: the slot was empty; the new table is a zeroed frame we own.
+    unsafe { entry.write_volatile(value) };
+}
+
 /// Maps the 4 KiB page at `vaddr` (inside the vmap area) to `phys`, writable, not
 /// executable, kernel-only (U=1 in PVM mode).
 pub fn map_kernel_page(

@@ -1,0 +1,263 @@
+//! User address spaces: page-table roots, user mappings, and the PVM user view.
+//!
+//! Every address space has an 8 KiB-aligned pair of top-level tables. The first is the
+//! kernel's view: the user half (PML4 slots 0-255) plus the kernel half shared with every
+//! other space (slots 256-511, copied from the boot tables, whose lower-level tables never
+//! change identity). In PVM mode the second is the user's view: the same user half (the slot
+//! entries are copied, so both point at the same lower-level tables) and, of the kernel, only
+//! the entry area — entry code, the entry data pages, GDT, IDT and TSS — mapped read-only
+//! except the trampoline page. In native mode the U bit isolates and the user view is the
+//! kernel view.
+
+use super::memory::{DirectMapLinks, kernel_virt_to_phys, phys_to_virt, zero_frame};
+use super::mode::{self, ExecMode};
+use core::sync::atomic::{AtomicU64, Ordering};
+use umlvm_boot::layout::{DIRECT_MAP_BASE, GDT_GPA, IDT_GPA, TSS_GPA};
+use umlvm_boot::x86::pte;
+use umlvm_kcore::frame::FrameAllocator;
+use umlvm_kcore::vma::Prot;
+use x86_64::structures::paging::mapper::{MapToError, Translate, TranslateResult};
+use x86_64::structures::paging::{
+    FrameAllocator as X86FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame,
+    Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// The kernel-only root (the boot tables, identity map removed).
+static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
+/// PVM: a root whose kernel half is the entry area only; copied into every user view.
+static USER_TEMPLATE: AtomicU64 = AtomicU64::new(0);
+
+struct Frames<'a>(&'a mut FrameAllocator);
+
+// SAFETY: frames come from the kernel's allocator, are unused RAM, and are zeroed here.
+unsafe impl X86FrameAllocator<Size4KiB> for Frames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let f = self.0.alloc(&DirectMapLinks)?;
+        if !f.is_zero {
+            zero_frame(f.addr);
+        }
+        Some(PhysFrame::containing_address(PhysAddr::new(f.addr)))
+    }
+}
+
+/// An `OffsetPageTable` over the table at physical `root`.
+///
+/// # Safety
+/// `root` must be a page table this module owns, with no other live reference to it.
+unsafe fn table_at(root: u64) -> OffsetPageTable<'static> {
+    // SAFETY: per the contract, `root` is an owned page-table frame in RAM, which the direct
+    // map covers; the returned mapper is the only reference while it lives.
+    unsafe {
+        let table = &mut *(phys_to_virt(root) as *mut PageTable);
+        OffsetPageTable::new(table, VirtAddr::new(DIRECT_MAP_BASE))
+    }
+}
+
+fn entry_ptr(root: u64, index: usize) -> *mut u64 {
+    assert!(index < 512);
+    (phys_to_virt(root) + 8 * index as u64) as *mut u64
+}
+
+fn user_bit() -> PageTableFlags {
+    PageTableFlags::USER_ACCESSIBLE
+}
+
+/// Records the kernel root and, in PVM mode, builds the user-view template.
+pub fn init(frames: &mut FrameAllocator) -> Result<(), MapToError<Size4KiB>> {
+    KERNEL_ROOT.store(super::cpu::read_cr3() & pte::ADDR_MASK, Ordering::Relaxed);
+    if mode::current() != ExecMode::Pvm {
+        return Ok(());
+    }
+    let template = Frames(frames).allocate_frame().ok_or(MapToError::FrameAllocationFailed)?;
+    let root = template.start_address().as_u64();
+    // SAFETY: a fresh frame owned by this function.
+    let mut t = unsafe { table_at(root) };
+    let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | user_bit();
+    let ro = PageTableFlags::PRESENT | user_bit();
+    let mut map = |vaddr: u64, phys: u64, flags: PageTableFlags| -> Result<(), MapToError<Size4KiB>> {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
+        let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+        // SAFETY: the template is not active; the frames are the kernel's entry pages and
+        // descriptor tables, mapped with the rights the user view may have.
+        unsafe { t.map_to_with_table_flags(page, frame, flags, parents, &mut Frames(frames))?.ignore() };
+        Ok(())
+    };
+    let ((text, text_end), ro_page, rw_page) = super::user::entry_area();
+    let phys = |v: u64| kernel_virt_to_phys(v).expect("entry area lies in the kernel window");
+    for v in (text..text_end).step_by(4096) {
+        map(v, phys(v), ro)?;
+    }
+    map(ro_page, phys(ro_page), ro | PageTableFlags::NO_EXECUTE)?;
+    map(rw_page, phys(rw_page), ro | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
+    for gpa in [GDT_GPA, IDT_GPA, TSS_GPA] {
+        map(DIRECT_MAP_BASE + gpa, gpa, ro | PageTableFlags::NO_EXECUTE)?;
+    }
+    USER_TEMPLATE.store(root, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Switches to the kernel-only page tables (after a task ended).
+pub fn activate_kernel() {
+    let root = KERNEL_ROOT.load(Ordering::Relaxed);
+    // SAFETY: the kernel root maps the kernel exactly as every address space does.
+    unsafe { mode::load_cr3(root) };
+}
+
+/// A user address space.
+#[derive(Debug)]
+pub struct AddressSpace {
+    pair: u64,
+}
+
+/// Reads entry `index` of the table at `root`.
+fn read_entry(root: u64, index: usize) -> u64 {
+    // SAFETY: `root` is a page-table frame in RAM (direct-mapped); index < 512.
+    unsafe { entry_ptr(root, index).read_volatile() }
+}
+
+/// Writes entry `index` of a table this module owns.
+fn write_entry(root: u64, index: usize, value: u64) {
+    // SAFETY: `root` is a page-table frame owned by an address space; index < 512.
+    unsafe { entry_ptr(root, index).write_volatile(value) }
+}
+
+impl AddressSpace {
+    /// A new, empty user address space.
+    pub fn new(frames: &mut FrameAllocator) -> Option<Self> {
+        let pair = frames.alloc_pair(&mut DirectMapLinks)?;
+        let kernel_root = KERNEL_ROOT.load(Ordering::Relaxed);
+        let template = USER_TEMPLATE.load(Ordering::Relaxed);
+        for i in 256..512 {
+            write_entry(pair, i, read_entry(kernel_root, i));
+            if template != 0 {
+                write_entry(pair + 4096, i, read_entry(template, i));
+            }
+        }
+        Some(Self { pair })
+    }
+
+    /// Root of the kernel's view.
+    pub fn kernel_root(&self) -> u64 {
+        self.pair
+    }
+
+    /// Root the CPU uses in user mode.
+    pub fn user_root(&self) -> u64 {
+        if USER_TEMPLATE.load(Ordering::Relaxed) != 0 { self.pair + 4096 } else { self.pair }
+    }
+
+    /// Maps user page `vaddr` to frame `phys` with `prot`.
+    pub fn map(
+        &mut self,
+        frames: &mut FrameAllocator,
+        vaddr: u64,
+        phys: u64,
+        prot: Prot,
+    ) -> Result<(), MapToError<Size4KiB>> {
+        assert!(vaddr < 0x0000_8000_0000_0000, "{vaddr:#x} is not a user address");
+        let mut flags = PageTableFlags::PRESENT | user_bit();
+        if prot.write {
+            flags |= PageTableFlags::WRITABLE;
+        }
+        if !prot.exec {
+            flags |= PageTableFlags::NO_EXECUTE;
+        }
+        let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | user_bit();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
+        let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+        // SAFETY: the kernel view of this space is owned by it; the page is in the user half,
+        // which no kernel reference points into.
+        let flush = unsafe {
+            table_at(self.pair).map_to_with_table_flags(page, frame, flags, parents, &mut Frames(frames))?
+        };
+        flush.ignore();
+        let slot = ((vaddr >> 39) & 0x1ff) as usize;
+        if self.user_root() != self.pair {
+            write_entry(self.user_root(), slot, read_entry(self.pair, slot));
+        }
+        mode::flush_tlb_page(vaddr);
+        Ok(())
+    }
+
+    /// The frame and rights behind user address `vaddr`: (physical address, writable).
+    pub fn translate(&self, vaddr: u64) -> Option<(u64, bool)> {
+        if vaddr >= 0x0000_8000_0000_0000 {
+            return None;
+        }
+        // SAFETY: read-only use of this space's own tables.
+        let t = unsafe { table_at(self.pair) };
+        match t.translate(VirtAddr::new(vaddr)) {
+            TranslateResult::Mapped { frame, offset, flags } => flags
+                .contains(PageTableFlags::USER_ACCESSIBLE)
+                .then(|| (frame.start_address().as_u64() + offset, flags.contains(PageTableFlags::WRITABLE))),
+            _ => None,
+        }
+    }
+
+    /// Frees every user page, the user-half tables and the roots. The space must not be active.
+    pub fn destroy(self, frames: &mut FrameAllocator) {
+        let mut links = DirectMapLinks;
+        let table = |e: u64| e & pte::ADDR_MASK;
+        for i in 0..256 {
+            let l4 = read_entry(self.pair, i);
+            if l4 & pte::PRESENT == 0 {
+                continue;
+            }
+            for j in 0..512 {
+                let l3 = read_entry(table(l4), j);
+                if l3 & pte::PRESENT == 0 || l3 & pte::HUGE != 0 {
+                    continue;
+                }
+                for k in 0..512 {
+                    let l2 = read_entry(table(l3), k);
+                    if l2 & pte::PRESENT == 0 || l2 & pte::HUGE != 0 {
+                        continue;
+                    }
+                    for l in 0..512 {
+                        let l1 = read_entry(table(l2), l);
+                        if l1 & pte::PRESENT != 0 {
+                            frames.free(&mut links, table(l1));
+                        }
+                    }
+                    frames.free(&mut links, table(l2));
+                }
+                frames.free(&mut links, table(l3));
+            }
+            frames.free(&mut links, table(l4));
+        }
+        frames.free(&mut links, self.pair);
+        frames.free(&mut links, self.pair + 4096);
+    }
+}
+
+/// Copies bytes of user memory at `uaddr` into `buf` through the direct map (no faults in the
+/// kernel); fails if any byte is not mapped for user access.
+pub fn copy_from_user(space: &AddressSpace, uaddr: u64, buf: &mut [u8]) -> Result<(), ()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let addr = uaddr.checked_add(done as u64).ok_or(())?;
+        let (phys, _) = space.translate(addr).ok_or(())?;
+        let chunk = ((4096 - (addr % 4096)) as usize).min(buf.len() - done);
+        // SAFETY: `phys..phys+chunk` lies in one user frame of this space (translated above),
+        // RAM covered by the direct map; we only read it.
+        let src = unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, chunk) };
+        buf[done..done + chunk].copy_from_slice(src);
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// Copies `bytes` into a frame the caller owns, at `offset`.
+pub fn write_frame(frame: u64, offset: usize, bytes: &[u8]) {
+    assert!(frame.is_multiple_of(4096) && offset + bytes.len() <= 4096);
+    // SAFETY: the caller owns the frame (fresh from the allocator, not yet mapped anywhere
+    // else); the range is inside it (checked); the direct map covers RAM.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (phys_to_virt(frame) + offset as u64) as *mut u8,
+            bytes.len(),
+        )
+    };
+}

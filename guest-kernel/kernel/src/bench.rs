@@ -1,0 +1,79 @@
+//! In-kernel benchmarks (`bench=syscall,zero`), printed for `make bench` to collect.
+
+use crate::arch::cpu::rdtsc;
+use crate::arch::programs::{DATA_BASE, Program, zero_loop};
+use crate::task::{self, TaskExit};
+use crate::{mm, time};
+use alloc::vec::Vec;
+use umlvm_kcore::cmdline::Cmdline;
+
+/// Runs the benchmarks named in `bench=` (comma separated: `syscall`, `zero`).
+pub fn run(cmdline: &Cmdline<'_>) {
+    let Some(list) = cmdline.get("bench") else { return };
+    for name in list.split(',') {
+        match name {
+            "syscall" => syscall(),
+            "zero" => zero(),
+            other => log::warn!("bench={other}: unknown (syscall, zero)"),
+        }
+    }
+}
+
+/// Null syscall (getpid) round trips: 5 batches of 200 000, timed in user mode.
+fn syscall() {
+    const CALLS: u64 = 200_000;
+    const BATCHES: u64 = 5;
+    let result = task::run(Program::SyscallBench, [CALLS, BATCHES, 0], |t| {
+        (0..BATCHES).map(|b| task::read_user_u64(t, DATA_BASE + 8 * b)).collect::<Option<Vec<u64>>>()
+    });
+    match result {
+        Ok((TaskExit::Exited(0), _, Some(mut ticks))) => {
+            ticks.sort_unstable();
+            let per_call = |t: u64| time::tsc_to_ns(t) * 1000 / CALLS; // picoseconds... in ns*1000
+            let median = per_call(ticks[ticks.len() / 2]);
+            let (min, max) = (per_call(ticks[0]), per_call(ticks[ticks.len() - 1]));
+            log::info!(
+                "bench syscall: {} getpid round trips in {BATCHES} batches: median {}.{:03} us per round trip (min {}.{:03}, max {}.{:03})",
+                CALLS * BATCHES,
+                median / 1_000_000,
+                median / 1000 % 1000,
+                min / 1_000_000,
+                min / 1000 % 1000,
+                max / 1_000_000,
+                max / 1000 % 1000
+            );
+        }
+        Ok((exit, _, _)) => log::error!("bench syscall: program ended with {exit:?}"),
+        Err(e) => log::warn!("bench syscall: skipped ({e:?})"),
+    }
+}
+
+/// Zeroing 16 MiB with the same loop in the kernel and at CPL 3.
+fn zero() {
+    const BYTES: u64 = 16 << 20;
+    let frames: Vec<u64> = (0..BYTES / 4096).filter_map(|_| mm::alloc_frame().map(|f| f.addr)).collect();
+    if frames.len() as u64 == BYTES / 4096 {
+        // Touch every page first, as the user program does, so both time only the loop.
+        for &f in &frames {
+            zero_loop(f, 8);
+        }
+        let t0 = rdtsc();
+        for &f in &frames {
+            zero_loop(f, 4096);
+        }
+        let us = time::tsc_to_ns(rdtsc() - t0) / 1000;
+        log::info!("bench zero: kernel zeroed 16 MiB in {us} us");
+    } else {
+        log::error!("bench zero: not enough memory for 16 MiB");
+    }
+    for f in frames {
+        mm::free_frame(f);
+    }
+    match task::run(Program::ZeroBench, [BYTES, 0, 0], |t| task::read_user_u64(t, DATA_BASE)) {
+        Ok((TaskExit::Exited(0), _, Some(ticks))) => {
+            log::info!("bench zero: user (CPL 3) zeroed 16 MiB in {} us", time::tsc_to_ns(ticks) / 1000);
+        }
+        Ok((exit, _, _)) => log::error!("bench zero: user program ended with {exit:?}"),
+        Err(e) => log::warn!("bench zero: user part skipped ({e:?})"),
+    }
+}
