@@ -91,6 +91,108 @@ fn report(name: &str, runs: usize, umlvm: &str, switches: &[&str]) {
     );
 }
 
+/// Runs `umlvm run <switches>` once and returns its console output.
+fn console_of(umlvm: &str, switches: &[&str]) -> String {
+    let out = Command::new(umlvm).arg("run").args(switches).stdin(Stdio::null()).output().expect("spawn umlvm");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "umlvm run {switches:?} failed:\n{text}");
+    text
+}
+
+/// "X.YYY" after `prefix`, in thousandths.
+fn milli_after(text: &str, prefix: &str) -> Option<u64> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let num: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let (int, frac) = num.split_once('.').unwrap_or((&num, "0"));
+    let frac = format!("{frac:0<3}");
+    Some(int.parse::<u64>().ok()? * 1000 + frac[..3].parse::<u64>().ok()?)
+}
+
+/// The host's own null syscall (getppid), median ns per call over 5 batches of 200 000.
+fn host_getppid_ns() -> u64 {
+    let mut batches: Vec<u64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..200_000 {
+                // SAFETY: getppid has no arguments and no side effects.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            t.elapsed().as_nanos() as u64 / 200_000
+        })
+        .collect();
+    batches.sort_unstable();
+    batches[2]
+}
+
+/// The PVM proof of concept's bare syscall round trips (sysretq, HC_SYSRET) on this host,
+/// if `../shared/pvm-poc` is there: the baseline our isolated round trip compares with.
+fn poc_baseline() -> Option<(u64, u64)> {
+    let src = std::path::Path::new("../shared/pvm-poc");
+    if !src.join("vmm.c").exists() {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("umlvm-bench-poc-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    for f in ["vmm.c", "guest.S", "Makefile"] {
+        std::fs::copy(src.join(f), dir.join(f)).ok()?;
+    }
+    let built = Command::new("make").arg("-s").arg("vmm").arg("guest.bin").current_dir(&dir).output().ok()?;
+    if !built.status.success() {
+        return None;
+    }
+    let out = Command::new(dir.join("vmm"))
+        .args(["guest.bin", "1000000", "200000", "1000"])
+        .current_dir(&dir)
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |tag: &str| text.lines().find(|l| l.contains(tag)).and_then(|l| milli_after(l, "x:"));
+    Some((line("syscall round trip (sysretq)")?, line("syscall round trip (HC_SYSRET)")?))
+}
+
+fn us3(milli: u64) -> String {
+    format!("{}.{:03} us", milli / 1000, milli % 1000)
+}
+
+fn guest_benchmarks(umlvm: &str) {
+    println!();
+    println!("## In-guest benchmarks");
+    println!();
+    let pvm = console_of(umlvm, &["selftest=none", "bench=syscall,zero"]);
+    let sw = console_of(umlvm, &["selftest=none", "bench=syscall", "pvm_flip=off"]);
+    let syscall = |t: &str| milli_after(t, "median").unwrap_or(0);
+    let zero_k = number_after(&pvm, "bench zero: kernel zeroed 16 MiB in");
+    let zero_u = number_after(&pvm, "bench zero: user (CPL 3) zeroed 16 MiB in");
+    let host_ns = host_getppid_ns();
+    println!("| null syscall round trip (getpid, median of 5 x 200 000, isolation on) | time |");
+    println!("|---|---|");
+    println!("| PVM mode, host user-root flip (default) | {} |", us3(syscall(&pvm)));
+    println!("| PVM mode, kernel loads CR3 itself (pvm_flip=off) | {} |", us3(syscall(&sw)));
+    if let Some((sysret, hc)) = poc_baseline() {
+        println!("| PoC (../shared/pvm-poc), no isolation, sysretq | {} |", us3(sysret));
+        println!("| PoC (../shared/pvm-poc), no isolation, HC_SYSRET | {} |", us3(hc));
+    }
+    println!("| host getppid | {} ns |", host_ns);
+    println!();
+    let native = if std::env::var_os("BENCH_SKIP_EMULATED").is_some() {
+        None
+    } else {
+        let t = console_of(umlvm, &["selftest=none", "bench=zero", "pvm=off"]);
+        Some(number_after(&t, "bench zero: kernel zeroed 16 MiB in"))
+    };
+    println!("| zeroing 16 MiB (same loop, pages touched first) | time | vs CPL 3 |");
+    println!("|---|---|---|");
+    let ratio = |a: u64, b: u64| format!("{:.2}x", a as f64 / b.max(1) as f64);
+    println!("| kernel, PVM mode | {} | {} |", ms(zero_k), ratio(zero_k, zero_u));
+    println!("| user mode (CPL 3) | {} | 1.00x |", ms(zero_u));
+    if let Some(n) = native {
+        println!("| kernel, pvm=off (ring 0, emulated here) | {} | {} |", ms(n), ratio(n, zero_u));
+        println!();
+        println!("PVM mode is {} faster than emulated ring 0 for this loop.", ratio(n, zero_k));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let umlvm = args
@@ -101,7 +203,10 @@ fn main() {
         .unwrap_or_else(|| "target/release/umlvm".into());
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     let pvm_host = std::path::Path::new("/sys/module/kvm_pvm").exists();
-    println!("umlvm boot benchmark: {umlvm}, host {}", if pvm_host { "kvm_pvm" } else { "hardware KVM" });
+    println!("# umlvm benchmarks: {umlvm}, host {}", if pvm_host { "kvm_pvm" } else { "hardware KVM" });
+    println!();
+    println!("## Boot");
+    println!();
     println!(
         "median (min .. p90); 'guest done' is when the guest finished, 'after guest' is process wall minus that"
     );
@@ -114,4 +219,5 @@ fn main() {
     report("kernel-only, no self-checks", runs, &umlvm, &["selftest=none"]);
     report("pvm=off (ring 0; emulated on PVM hosts)", (runs / 3).max(5), &umlvm, &["pvm=off"]);
     report("pvm=off, no self-checks", (runs / 3).max(5), &umlvm, &["pvm=off", "selftest=none"]);
+    guest_benchmarks(&umlvm);
 }

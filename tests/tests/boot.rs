@@ -9,7 +9,7 @@ fn embedded_kernel_boots_prints_banner_and_powers_off() {
         .assert_stdout(&format!("umlvm-kernel {}", env!("CARGO_PKG_VERSION")))
         .assert_stdout("Memory: 64 MiB RAM")
         .assert_stdout("Command line: \n")
-        .assert_stdout("selfchecks: 10 passed, 0 failed")
+        .assert_stdout("selfchecks: 11 passed, 0 failed")
         .assert_stdout("powering off (status 0)");
     let main_us = number_after(&r.stdout, "kernel main reached").expect("boot time in the banner");
     assert!(main_us > 0 && main_us < 1_000_000, "implausible boot time {main_us} us\n{r}");
@@ -19,9 +19,19 @@ fn embedded_kernel_boots_prints_banner_and_powers_off() {
 #[test]
 fn every_self_check_reports_ok() {
     let r = boot(&[]);
-    for check in
-        ["frames", "heap", "paging", "breakpoint", "ipi", "timer", "ioapic", "clock", "user", "isolation"]
-    {
+    for check in [
+        "frames",
+        "heap",
+        "paging",
+        "breakpoint",
+        "ipi",
+        "timer",
+        "ioapic",
+        "clock",
+        "cpuid",
+        "user",
+        "isolation",
+    ] {
         r.assert_stdout(&format!("selfcheck {check}: ok"));
     }
     r.assert_stdout("identity map gone").assert_stdout("GSI 5 -> vector 0x45");
@@ -88,7 +98,7 @@ fn native_mode_runs_kernel_only_work() {
     // pvm=off forces the ring-0 mode; on a PVM host it runs in the host's instruction
     // emulator, slowly but correctly, for kernel-only work.
     let r = boot(&["pvm=off"]);
-    r.assert_status(0).assert_stdout("(native mode on a ").assert_stdout("selfchecks: 10 passed, 0 failed");
+    r.assert_status(0).assert_stdout("(native mode on a ").assert_stdout("selfchecks: 11 passed, 0 failed");
     if umlvm_tests::pvm_host() {
         // User programs need PVM mode on these hosts (syscalls are not delivered correctly
         // before the VIF page is registered); the checks say so instead of running.

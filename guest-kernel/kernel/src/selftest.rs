@@ -33,7 +33,7 @@ type Check = fn() -> Result<String, String>;
 /// Runs the checks (all, or those named in `selftest=a,b`; `selftest=none` skips them);
 /// returns how many failed.
 pub fn run(cmdline: &Cmdline<'_>) -> u32 {
-    let checks: [(&str, Check); 10] = [
+    let checks: [(&str, Check); 11] = [
         ("frames", frames),
         ("heap", heap),
         ("paging", paging_check),
@@ -42,6 +42,7 @@ pub fn run(cmdline: &Cmdline<'_>) -> u32 {
         ("timer", timer),
         ("ioapic", ioapic_check),
         ("clock", clock),
+        ("cpuid", cpuid),
         ("user", user),
         ("isolation", isolation),
     ];
@@ -291,4 +292,20 @@ fn isolation() -> Result<String, String> {
         return Err("kernel data changed".into());
     }
     Ok(alloc::format!("{} attempts on kernel memory, each killed with SIGSEGV", attempts.len()))
+}
+
+fn cpuid() -> Result<String, String> {
+    let [max, b, c, d] = crate::arch::mode::cpuid(0x4000_0000, 0);
+    let mut sig = [0u8; 12];
+    sig[..4].copy_from_slice(&b.to_le_bytes());
+    sig[4..8].copy_from_slice(&c.to_le_bytes());
+    sig[8..].copy_from_slice(&d.to_le_bytes());
+    if &sig != b"KVMKVMKVM\0\0\0" {
+        return Err(alloc::format!("hypervisor leaf reads {:?}, expected KVMKVMKVM", String::from_utf8_lossy(&sig)));
+    }
+    let [_, _, ecx1, _] = crate::arch::mode::cpuid(1, 0);
+    if ecx1 & (1 << 21) == 0 {
+        return Err("the VMM's CPUID table lacks x2APIC".into());
+    }
+    Ok(alloc::format!("hypervisor leaf KVMKVMKVM (max {max:#x}), x2APIC"))
 }

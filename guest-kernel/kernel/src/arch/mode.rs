@@ -247,6 +247,31 @@ pub fn flush_tlb_page(vaddr: u64) {
     }
 }
 
+/// CPUID as the VMM configured it. In PVM mode a plain `cpuid` runs natively and returns the
+/// physical host's values, so the synthetic form (`invlpg 0xffffffffff4d5650; cpuid`, which
+/// traps to the hypervisor) is used instead.
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    match current() {
+        // SAFETY: cpuid only writes the four registers (rbx is saved around it, as LLVM
+        // reserves it).
+        ExecMode::Native => unsafe {
+            asm!("mov {t:r}, rbx", "cpuid", "xchg {t:r}, rbx", t = out(reg) b,
+                 inout("eax") leaf => a, inout("ecx") subleaf => c, out("edx") d,
+                 options(nostack, preserves_flags))
+        },
+        // SAFETY: the PVM synthetic-CPUID prefix; the invlpg of that magic address traps
+        // and is consumed by the hypervisor together with the cpuid that follows.
+        ExecMode::Pvm => unsafe {
+            asm!("mov {t:r}, rbx", ".byte 0x0f, 0x01, 0x3c, 0x25, 0x50, 0x56, 0x4d, 0xff", "cpuid",
+                 "xchg {t:r}, rbx", t = out(reg) b,
+                 inout("eax") leaf => a, inout("ecx") subleaf => c, out("edx") d,
+                 options(nostack, preserves_flags))
+        },
+    }
+    [a, b, c, d]
+}
+
 /// Writes an MSR (through the hypercall in PVM mode).
 ///
 /// # Safety
