@@ -93,7 +93,8 @@ fn report(name: &str, runs: usize, umlvm: &str, switches: &[&str]) {
 
 /// Runs `umlvm run <switches>` once and returns its console output.
 fn console_of(umlvm: &str, switches: &[&str]) -> String {
-    let out = Command::new(umlvm).arg("run").args(switches).stdin(Stdio::null()).output().expect("spawn umlvm");
+    let out =
+        Command::new(umlvm).arg("run").args(switches).stdin(Stdio::null()).output().expect("spawn umlvm");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "umlvm run {switches:?} failed:\n{text}");
     text

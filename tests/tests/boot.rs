@@ -107,3 +107,29 @@ fn native_mode_runs_kernel_only_work() {
         r.assert_stdout("user: hello from user mode");
     }
 }
+
+#[test]
+fn native_mode_timer_and_panic_work() {
+    let r = boot(&["pvm=off", "selftest=none", "ticks=100", "hz=100"]);
+    r.assert_status(0).assert_stdout("(native mode on a ");
+    let line =
+        r.stdout.lines().find(|l| l.contains("timer: ")).unwrap_or_else(|| panic!("no timer report\n{r}"));
+    let ticks = number_after(line, "timer: ").unwrap();
+    assert!(ticks >= 5, "{ticks} ticks in 100 ms at 100 Hz\n{r}");
+    let r = boot(&["pvm=off", "selftest=none", "crash=panic"]);
+    r.assert_status(101)
+        .assert_stdout("KERNEL PANIC: crash=panic requested")
+        .assert_stderr("core::panicking::panic_fmt+0x");
+}
+
+#[test]
+fn pvm_banner_reports_the_vif_features() {
+    let r = boot(&["selftest=none"]);
+    r.assert_status(0);
+    if umlvm_tests::pvm_host() {
+        // CR2 cell (bit 4) and the user-root flip (bits 0 and 1) at the VIF page 0x5000.
+        r.assert_stdout("PVM: VIF MSR 0x5013 (user-root flip on)");
+    } else {
+        r.assert_stdout("(native mode on a hardware-virtualisation host)");
+    }
+}

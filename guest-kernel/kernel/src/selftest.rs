@@ -301,7 +301,10 @@ fn cpuid() -> Result<String, String> {
     sig[4..8].copy_from_slice(&c.to_le_bytes());
     sig[8..].copy_from_slice(&d.to_le_bytes());
     if &sig != b"KVMKVMKVM\0\0\0" {
-        return Err(alloc::format!("hypervisor leaf reads {:?}, expected KVMKVMKVM", String::from_utf8_lossy(&sig)));
+        return Err(alloc::format!(
+            "hypervisor leaf reads {:?}, expected KVMKVMKVM",
+            String::from_utf8_lossy(&sig)
+        ));
     }
     let [_, _, ecx1, _] = crate::arch::mode::cpuid(1, 0);
     if ecx1 & (1 << 21) == 0 {

@@ -174,6 +174,7 @@ core::arch::global_asm!(
     // The task is over: resume the kernel where enter_user was called.
     "9:",
     "    mov rsp, qword ptr [rip + {kctx}]",
+    "    add rsp, 8",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -203,6 +204,8 @@ core::arch::global_asm!(
     "    push r13",
     "    push r14",
     "    push r15",
+    // Keep the task stack 16-byte aligned for the calls the entry code makes on it.
+    "    sub rsp, 8",
     "    mov qword ptr [rip + {kctx}], rsp",
     "    mov qword ptr [rip + {ro} + {ro_task_stack}], rsp",
     "    mov rsi, rdi",
