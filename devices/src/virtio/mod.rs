@@ -1,0 +1,42 @@
+//! virtio devices over the virtio-mmio transport.
+
+pub mod block;
+pub mod mmio;
+
+use std::io;
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+/// VIRTIO_F_VERSION_1: a modern (1.x) device.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// virtio device type of a block device.
+pub const TYPE_BLOCK: u32 = 2;
+
+/// Raises the device's interrupt (an irqfd in the VMM, a counter in tests).
+pub trait Interrupt: Send {
+    /// Signals the guest.
+    fn trigger(&self) -> io::Result<()>;
+}
+
+impl Interrupt for vmm_sys_util::eventfd::EventFd {
+    fn trigger(&self) -> io::Result<()> {
+        self.write(1)
+    }
+}
+
+/// A virtio device behind a transport.
+pub trait VirtioDevice: Send {
+    /// virtio device type.
+    fn device_type(&self) -> u32;
+    /// Feature bits offered.
+    fn features(&self) -> u64;
+    /// Maximum size of each queue (one entry per queue).
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Reads the device configuration space at `offset`.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device configuration space (ignored by devices without writable config).
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Processes the available buffers of queue `index`; returns whether the guest must be
+    /// interrupted.
+    fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool;
+}
