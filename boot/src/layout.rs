@@ -69,6 +69,15 @@ pub const KERNEL_MIN_GPA: u64 = 0x20_0000;
 pub const MMIO_HOLE_GPA: u64 = 0xC000_0000;
 /// Where RAM continues above the MMIO hole.
 pub const HIGH_RAM_GPA: u64 = 0x1_0000_0000;
+/// First device MMIO window (virtio-mmio, 4 KiB each, in the MMIO hole).
+pub const DEVICE_MMIO_BASE: u64 = 0xD000_0000;
+/// Size of each device's MMIO window.
+pub const DEVICE_MMIO_LEN: u64 = 0x1000;
+/// First interrupt line (IOAPIC pin) for devices; pins below are left to legacy uses and
+/// the kernel's self-test (pin 5).
+pub const FIRST_DEVICE_GSI: u32 = 8;
+/// Interrupt lines (IOAPIC pins) in all.
+pub const GSI_COUNT: u32 = 24;
 /// The in-kernel IOAPIC's MMIO base.
 pub const IOAPIC_GPA: u64 = 0xFEC0_0000;
 
@@ -104,6 +113,8 @@ const _: () = {
     assert!(IDT_GPA + PAGE_SIZE <= PT_POOL_GPA);
     assert!(PT_POOL_END <= KERNEL_MIN_GPA);
     assert!(IOAPIC_GPA >= MMIO_HOLE_GPA && IOAPIC_GPA < HIGH_RAM_GPA);
+    assert!(DEVICE_MMIO_BASE >= MMIO_HOLE_GPA);
+    assert!(DEVICE_MMIO_BASE + 32 * DEVICE_MMIO_LEN <= IOAPIC_GPA);
 };
 
 #[cfg(test)]

@@ -10,4 +10,5 @@
 
 pub mod disk;
 mod sys;
+pub mod ubd;
 pub mod virtio;

@@ -8,6 +8,10 @@
 
 use std::path::PathBuf;
 use umlvm_boot::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
+use umlvm_devices::ubd::{self, UbdError, UbdSpec};
+
+/// The image UML boots when no `ubd0=` is given, if it exists in the current directory.
+pub const DEFAULT_ROOT_FS: &str = "root_fs";
 
 /// Default guest RAM (UML's default is 32 MiB; ours has room for userland).
 pub const DEFAULT_MEM_BYTES: u64 = 64 << 20;
@@ -52,12 +56,14 @@ pub struct VmConfig {
     pub pvm: PvmChoice,
     /// The guest kernel command line.
     pub cmdline: String,
+    /// Block devices, by device number.
+    pub ubd: Vec<UbdSpec>,
     /// Reporting level.
     pub verbosity: Verbosity,
 }
 
 /// Why a configuration was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A size that does not parse.
     #[error("{input}: not a size (use a number of bytes with an optional K, M, G or T suffix, e.g. 128M)")]
@@ -72,6 +78,19 @@ pub enum ConfigError {
         input: String,
         /// What is wrong.
         why: String,
+    },
+    /// A ubd switch or flag that is not allowed.
+    #[error(transparent)]
+    Ubd(#[from] UbdError),
+    /// Two definitions of one device.
+    #[error("{input}: ubd{index} is already defined ({previous})")]
+    DuplicateUbd {
+        /// The second definition.
+        input: String,
+        /// Device number.
+        index: u8,
+        /// The first definition.
+        previous: String,
     },
     /// A switch value that is not allowed.
     #[error("{input}: {why}")]
@@ -135,6 +154,10 @@ pub struct CliInput {
     pub umid: Option<String>,
     /// `-v` count.
     pub verbose: u8,
+    /// `--rootfs FILE` (ubd0).
+    pub rootfs: Option<PathBuf>,
+    /// `--ubd N=SPEC` flags.
+    pub ubd: Vec<String>,
     /// Positional UML-style switches, in order.
     pub switches: Vec<String>,
 }
@@ -148,8 +171,42 @@ impl VmConfig {
             umid: cli.umid.clone(),
             pvm: PvmChoice::Auto,
             cmdline: String::new(),
+            ubd: Vec::new(),
             verbosity: if cli.verbose > 0 { Verbosity::Verbose } else { Verbosity::Quiet },
         };
+        let mut ubds: Vec<(UbdSpec, String)> = Vec::new();
+        let mut add_ubd = |spec: UbdSpec, input: String| -> Result<(), ConfigError> {
+            if let Some((_, previous)) = ubds.iter().find(|(s, _)| s.index == spec.index) {
+                return Err(ConfigError::DuplicateUbd {
+                    input,
+                    index: spec.index,
+                    previous: previous.clone(),
+                });
+            }
+            ubds.push((spec, input));
+            Ok(())
+        };
+        if let Some(root) = &cli.rootfs {
+            let input = format!("--rootfs {}", root.display());
+            let spec = ubd::parse_switch("ubd0", &root.to_string_lossy())?.expect("ubd0 is a ubd switch");
+            add_ubd(spec, input)?;
+        }
+        for flag in &cli.ubd {
+            let input = format!("--ubd {flag}");
+            let (n, spec) = flag.split_once('=').ok_or(ConfigError::BadSwitch {
+                input: input.clone(),
+                why: "expected --ubd N=FILE or N=COW,BACKING",
+            })?;
+            match ubd::parse_switch(&format!("ubd{n}"), spec)? {
+                Some(s) => add_ubd(s, input)?,
+                None => {
+                    return Err(ConfigError::BadSwitch {
+                        input,
+                        why: "expected --ubd N=FILE or N=COW,BACKING",
+                    });
+                }
+            }
+        }
         if let Some(m) = &cli.mem {
             cfg.mem_bytes = parse_mem(&format!("--mem {m}"), m)?;
         }
@@ -185,10 +242,22 @@ impl VmConfig {
                 Some(("init" | "root", "")) => {
                     return Err(ConfigError::BadSwitch { input: sw.clone(), why: "needs a value" });
                 }
-                _ => {}
+                Some((key, value)) => {
+                    if let Some(spec) = ubd::parse_switch(key, value)? {
+                        add_ubd(spec, sw.clone())?;
+                    }
+                }
+                None => {}
             }
             words.push(sw.as_str());
         }
+        // As in UML: with no ubd0, use ./root_fs when there is one.
+        if !ubds.iter().any(|(s, _)| s.index == 0) && std::path::Path::new(DEFAULT_ROOT_FS).is_file() {
+            let spec = ubd::parse_switch("ubd0", DEFAULT_ROOT_FS)?.expect("ubd0 is a ubd switch");
+            ubds.push((spec, format!("ubd0={DEFAULT_ROOT_FS} (default)")));
+        }
+        ubds.sort_by_key(|(s, _)| s.index);
+        cfg.ubd = ubds.into_iter().map(|(s, _)| s).collect();
         cfg.cmdline = words.join(" ");
         Ok(cfg)
     }
@@ -294,6 +363,33 @@ mod tests {
         let mut input = cli(&[]);
         input.mem = Some("zzz".into());
         assert!(VmConfig::from_cli(&input).unwrap_err().to_string().starts_with("--mem zzz: not a size"));
+    }
+
+    #[test]
+    fn ubd_switches_and_flags() {
+        let mut input = cli(&["ubd1=data.img", "ubd2r=cow,backing"]);
+        input.rootfs = Some("root.img".into());
+        input.ubd = vec!["4=other".into()];
+        let c = VmConfig::from_cli(&input).unwrap();
+        let idx: Vec<u8> = c.ubd.iter().map(|s| s.index).collect();
+        assert_eq!(idx, [0, 1, 2, 4]);
+        assert_eq!(c.ubd[0].file, std::path::Path::new("root.img"));
+        assert!(c.ubd[2].read_only);
+        assert_eq!(c.cmdline, "ubd1=data.img ubd2r=cow,backing", "switches still reach the guest");
+        let e = VmConfig::from_cli(&cli(&["ubd0=a", "ubd0=b"])).unwrap_err();
+        assert_eq!(e.to_string(), "ubd0=b: ubd0 is already defined (ubd0=a)");
+        let mut input = cli(&["ubd0=a"]);
+        input.rootfs = Some("r".into());
+        assert!(VmConfig::from_cli(&input).unwrap_err().to_string().contains("already defined (--rootfs r)"));
+        assert!(
+            VmConfig::from_cli(&cli(&["ubd16=x"]))
+                .unwrap_err()
+                .to_string()
+                .starts_with("ubd16=x: device number out of range")
+        );
+        let mut input = cli(&[]);
+        input.ubd = vec!["x".into()];
+        assert!(VmConfig::from_cli(&input).is_err());
     }
 
     #[test]

@@ -26,10 +26,10 @@ pub enum KvmError {
     )]
     NoAccess(String),
     /// Some other open failure.
-    #[error("{0}: cannot open: {1}")]
+    #[error("{0}: cannot open")]
     Open(String, #[source] io::Error),
     /// Not a KVM device, or KVM too old.
-    #[error("{0}: not a usable KVM device: {1}")]
+    #[error("{0}: not a usable KVM device")]
     NotKvm(String, #[source] kvm_ioctls::Error),
     /// A capability umlvm needs is absent.
     #[error("{path}: KVM lacks the required capability {cap} (host kernel too old or KVM restricted)")]

@@ -1,11 +1,14 @@
 //! `umlvm`: a KVM microVM monitor for umlvm's para-virtual Rust guest kernel.
 
 mod config;
+mod devices;
 mod exit;
 mod kvm;
+mod logger;
 mod run;
 mod symbolize;
 mod sys;
+mod tools;
 mod vcpu;
 mod vm;
 
@@ -29,6 +32,11 @@ enum Command {
     Run(RunArgs),
     /// Describe this host's KVM: kind (hardware or PVM), capabilities, the mode guests get.
     Info,
+    /// Merge a UML COW file with its backing file (uml_moo).
+    Moo(tools::MooArgs),
+    /// Inspect or create UML COW files.
+    #[command(subcommand)]
+    Cow(tools::CowCommand),
     /// Write the embedded guest kernel ELF (with symbols, for gdb or --kernel) to FILE.
     DumpKernel {
         /// Where to write it.
@@ -51,6 +59,12 @@ struct RunArgs {
     /// Machine name (same as the umid= switch).
     #[arg(long, value_name = "NAME")]
     umid: Option<String>,
+    /// Root filesystem image (same as ubd0=FILE).
+    #[arg(long, value_name = "FILE")]
+    rootfs: Option<PathBuf>,
+    /// Block device N: an image, or COW,BACKING (same as ubdN=SPEC); repeatable.
+    #[arg(long, value_name = "N=SPEC")]
+    ubd: Vec<String>,
     /// Report host kind, guest mode and timings on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -101,10 +115,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
+            logger::init(args.verbose);
             let input = CliInput {
                 kernel: args.kernel,
                 mem: args.mem,
                 umid: args.umid,
+                rootfs: args.rootfs,
+                ubd: args.ubd,
                 verbose: args.verbose,
                 switches: args.switches,
             };
@@ -132,6 +149,20 @@ fn main() -> ExitCode {
             }
             ExitCode::from(status)
         }
+        Command::Moo(args) => match tools::moo(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::from(exit::CONFIG_ERROR)
+            }
+        },
+        Command::Cow(cmd) => match tools::cow(&cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::from(exit::CONFIG_ERROR)
+            }
+        },
         Command::DumpKernel { output } => match std::fs::write(&output, run::EMBEDDED_KERNEL) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

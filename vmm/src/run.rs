@@ -45,6 +45,9 @@ pub enum RunError {
     /// An eventfd could not be created.
     #[error("eventfd")]
     EventFd(#[source] std::io::Error),
+    /// A block device image was refused.
+    #[error(transparent)]
+    Ubd(#[from] umlvm_devices::ubd::UbdError),
 }
 
 impl RunError {
@@ -108,11 +111,16 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
     {
         return Err(RunError::HostMemory { requested_mib: cfg.mem_bytes >> 20, host_mib: host >> 20 });
     }
+    let disks = cfg
+        .ubd
+        .iter()
+        .map(|spec| Ok((spec.clone(), umlvm_devices::disk::SharedDisk::new(umlvm_devices::ubd::open(spec)?))))
+        .collect::<Result<Vec<_>, RunError>>()?;
     let kvm = crate::kvm::open()?;
     let mut boot_count = 0u32;
     loop {
         let t_setup = Instant::now();
-        let machine = vm::create(&kvm, cfg, kernel, boot_count, start)?;
+        let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks)?;
         if cfg.verbosity >= Verbosity::Verbose {
             eprintln!(
                 "umlvm: host {}; guest mode {:?}; {} MiB; TSC {} kHz; machine built in {:.3} ms ({:.3} ms since start)",
@@ -123,6 +131,13 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
                 t_setup.elapsed().as_secs_f64() * 1e3,
                 start.instant.elapsed().as_secs_f64() * 1e3,
             );
+            let table = machine.devices.table();
+            if !table.is_empty() {
+                eprintln!(
+                    "umlvm: devices (as a Linux guest would see them): {}",
+                    crate::devices::linux_cmdline(&table)
+                );
+            }
         }
         let mem = machine.mem.clone();
         let outcome = run_machine(machine)?;
@@ -181,17 +196,22 @@ fn print_guest_backtrace(mem: &vm_memory::GuestMemoryMmap, record_gpa: u64, kern
 
 /// Runs one machine until its guest stops: the vCPU on its own thread, the event loop here.
 fn run_machine(machine: vm::Machine) -> Result<Outcome, RunError> {
-    let vm::Machine { vm, mut vcpu, mem, .. } = machine;
+    let vm::Machine { vm, mut vcpu, mem, devices, .. } = machine;
     let done_evt = EventFd::new(EFD_NONBLOCK).map_err(RunError::EventFd)?;
     let thread_evt = done_evt.try_clone().map_err(RunError::EventFd)?;
     let mut events: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
         EventManager::new().map_err(RunError::EventLoop)?;
     let watcher = Arc::new(Mutex::new(VcpuDone { evt: done_evt, done: false }));
     events.add_subscriber(watcher.clone());
+    for slot in &devices.slots {
+        let notifier = crate::devices::QueueNotifier::new(slot).map_err(RunError::EventFd)?;
+        events.add_subscriber(Arc::new(Mutex::new(notifier)));
+    }
+    let bus = devices.bus();
 
     let outcome = std::thread::scope(|scope| {
         let vcpu_thread = std::thread::Builder::new().name("vcpu0".into()).spawn_scoped(scope, || {
-            let mut ctx = ExitContext { mem: &mem, vm: &vm, console: std::io::stdout(), max_gsi: 24 };
+            let mut ctx = ExitContext { mem: &mem, vm: &vm, console: std::io::stdout(), max_gsi: 24, bus };
             let outcome = vcpu::run(&mut vcpu, &mut ctx);
             let _ = thread_evt.write(1);
             outcome

@@ -38,6 +38,8 @@ pub struct ExitContext<'a, W: Write> {
     pub console: W,
     /// Interrupt lines the guest may pulse (IOAPIC pins).
     pub max_gsi: u32,
+    /// Device MMIO windows.
+    pub bus: crate::devices::MmioBus,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -75,8 +77,18 @@ pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome
                 }
             }
             VcpuExit::IoIn(port, data) => format!("I/O read ({} bytes) from port {port:#x}", data.len()),
-            VcpuExit::MmioRead(addr, data) => format!("MMIO read ({} bytes) at {addr:#x}", data.len()),
-            VcpuExit::MmioWrite(addr, data) => format!("MMIO write ({} bytes) at {addr:#x}", data.len()),
+            VcpuExit::MmioRead(addr, data) => {
+                if ctx.bus.read(addr, data) {
+                    continue;
+                }
+                format!("MMIO read ({} bytes) at {addr:#x}", data.len())
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                if ctx.bus.write(addr, data) {
+                    continue;
+                }
+                format!("MMIO write ({} bytes) at {addr:#x}", data.len())
+            }
             VcpuExit::Shutdown => return Outcome::TripleFault(registers(vcpu)),
             VcpuExit::Hlt => "HLT reached userspace (the in-kernel irqchip should handle it)".into(),
             VcpuExit::InternalError => "KVM internal error (emulation failure?)".into(),

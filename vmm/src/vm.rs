@@ -28,6 +28,9 @@ pub enum VmError {
     /// The kernel or boot structures were refused.
     #[error(transparent)]
     Boot(#[from] SetupError),
+    /// Devices could not be set up.
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DeviceError),
 }
 
 /// Host timestamps taken as the process started.
@@ -55,6 +58,8 @@ pub struct Machine {
     pub mode: ExecutionMode,
     /// TSC frequency.
     pub tsc_khz: u64,
+    /// Devices.
+    pub devices: crate::devices::Devices,
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -68,6 +73,7 @@ pub fn create(
     kernel: &[u8],
     boot_count: u32,
     start: &StartTime,
+    disks: &[(umlvm_devices::ubd::UbdSpec, umlvm_devices::disk::SharedDisk)],
 ) -> Result<Machine, VmError> {
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let ranges: Vec<(GuestAddress, usize)> =
@@ -87,6 +93,8 @@ pub fn create(
     let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
 
+    let devices = crate::devices::Devices::create(&vm, &mem, disks)?;
+    let table = devices.table();
     let host = detect_host(&vcpu);
     let mode = match (host, cfg.pvm) {
         (HostKind::Pvm, PvmChoice::Auto) => ExecutionMode::Pvm,
@@ -105,10 +113,11 @@ pub fn create(
         host_start_tsc,
         host_start_unix_ns: start.unix_ns,
         boot_count,
+        devices: &table,
     };
     let setup = build_boot(&mem, kernel, &params)?;
     set_entry_state(&vcpu, &setup.entry)?;
-    Ok(Machine { vm, vcpu, mem, host, mode, tsc_khz })
+    Ok(Machine { vm, vcpu, mem, host, mode, tsc_khz, devices })
 }
 
 /// Translates a host TSC value into the guest's TSC time base (KVM may offset the guest TSC).

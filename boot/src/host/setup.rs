@@ -64,6 +64,8 @@ pub struct BootParams<'a> {
     pub host_start_unix_ns: u64,
     /// Reboots so far.
     pub boot_count: u32,
+    /// Devices for the device table.
+    pub devices: &'a [crate::DeviceEntry],
 }
 
 /// Why the boot setup failed.
@@ -180,6 +182,10 @@ pub fn build_boot<M: GuestMemoryBackend>(
     info.direct_map_base = DIRECT_MAP_BASE;
     info.direct_map_bytes = tables.mapped_bytes;
     fill_memory_map(&mut info, params.mem_bytes, image.phys);
+    for (slot, dev) in info.devices.iter_mut().zip(params.devices) {
+        *slot = *dev;
+    }
+    info.device_count = params.devices.len().min(crate::abi::MAX_DEVICES) as u32;
     mem.write_obj(info, GuestAddress(BOOT_INFO_GPA)).map_err(SetupError::Write)?;
 
     let entry = EntryState {
@@ -248,6 +254,7 @@ mod tests {
             host_start_tsc: 42,
             host_start_unix_ns: 7,
             boot_count: 0,
+            devices: &[],
         }
     }
 

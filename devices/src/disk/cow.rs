@@ -45,19 +45,19 @@ pub struct CowHeader {
 #[derive(Debug, thiserror::Error)]
 pub enum CowError {
     /// I/O on a file.
-    #[error("{0}: {1}")]
+    #[error("{}", .0.display())]
     Io(PathBuf, #[source] io::Error),
     /// Opening a file failed (missing, locked, not a file).
     #[error(transparent)]
     Open(#[from] OpenError),
     /// Not a COW file.
-    #[error("{0}: not a UML COW file (bad magic)")]
+    #[error("{}: not a UML COW file (bad magic)", .0.display())]
     BadMagic(PathBuf),
     /// A version other than 3.
-    #[error("{0}: COW version {1} is not supported (only version 3, which UML writes)")]
+    #[error("{}: COW version {} is not supported (only version 3, which UML writes)", .0.display(), .1)]
     Version(PathBuf, u32),
     /// A header that does not hold together.
-    #[error("{0}: corrupt COW header: {1}")]
+    #[error("{}: corrupt COW header: {}", .0.display(), .1)]
     Corrupt(PathBuf, &'static str),
     /// The backing file changed since the COW file was made.
     #[error(
@@ -76,7 +76,7 @@ pub enum CowError {
         actual: u64,
     },
     /// The backing file given differs from the header's.
-    #[error("{cow}: backing file mismatch: {requested} requested, {recorded} recorded in the COW header")]
+    #[error("{}: backing file mismatch: {} requested, {} recorded in the COW header", cow.display(), requested.display(), recorded.display())]
     BackingMismatch {
         /// COW path.
         cow: PathBuf,
@@ -86,7 +86,7 @@ pub enum CowError {
         recorded: PathBuf,
     },
     /// A path too long for the header.
-    #[error("{0}: backing path longer than {PATH_LEN} bytes")]
+    #[error("{}: backing path longer than {PATH_LEN} bytes", .0.display())]
     PathTooLong(PathBuf),
 }
 

@@ -37,3 +37,38 @@ pub fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
 pub fn read_only_error() -> io::Error {
     io::Error::from_raw_os_error(libc::EROFS)
 }
+
+/// A disk shared between successive machines (a reboot builds a new machine over the same
+/// open, locked images).
+#[derive(Clone)]
+pub struct SharedDisk(std::sync::Arc<std::sync::Mutex<Box<dyn Disk>>>);
+
+impl SharedDisk {
+    /// Shares `disk`.
+    pub fn new(disk: Box<dyn Disk>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(disk)))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Box<dyn Disk>) -> io::Result<R>) -> io::Result<R> {
+        let mut guard = self.0.lock().map_err(|_| io::Error::other("disk lock poisoned"))?;
+        f(&mut guard)
+    }
+}
+
+impl Disk for SharedDisk {
+    fn size(&self) -> u64 {
+        self.0.lock().map(|d| d.size()).unwrap_or(0)
+    }
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.with(|d| d.read_at(buf, offset))
+    }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.with(|d| d.write_at(buf, offset))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.with(|d| d.flush())
+    }
+    fn read_only(&self) -> bool {
+        self.0.lock().map(|d| d.read_only()).unwrap_or(true)
+    }
+}

@@ -20,18 +20,21 @@ pub enum Access {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The file does not exist or cannot be opened.
-    #[error("{0}: cannot open: {1}")]
+    #[error("{}: cannot open", .0.display())]
     Open(PathBuf, #[source] io::Error),
     /// A directory or another non-regular file.
-    #[error("{0}: not a regular file")]
+    #[error("{}: not a regular file", .0.display())]
     NotAFile(PathBuf),
     /// Another process holds a conflicting lock.
-    #[error("{0}: in use by another machine (it is locked); two machines writing one image would corrupt it")]
+    #[error("{}: in use by another machine (it is locked); two machines writing one image would corrupt it", .0.display())]
     Locked(PathBuf),
 }
 
 /// Opens `path` with `access` and takes the matching `flock`.
 pub fn open_locked(path: &Path, access: Access) -> Result<File, OpenError> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(OpenError::NotAFile(path.to_path_buf()));
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(access == Access::ReadWrite)

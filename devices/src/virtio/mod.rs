@@ -9,6 +9,9 @@ use vm_memory::GuestMemoryMmap;
 
 /// VIRTIO_F_VERSION_1: a modern (1.x) device.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// VIRTIO_RING_F_INDIRECT_DESC: descriptor chains may use indirect tables (virtio-queue
+/// follows them, with the same checks).
+pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
 /// virtio device type of a block device.
 pub const TYPE_BLOCK: u32 = 2;
 

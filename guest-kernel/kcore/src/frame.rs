@@ -131,6 +131,34 @@ impl FrameAllocator {
         None
     }
 
+    /// Allocates `count` physically contiguous fresh (zeroed) frames from the bump pointer
+    /// (for DMA rings); frames of a region too short for them go on the free list.
+    pub fn alloc_contiguous<L: FrameLinks>(&mut self, links: &mut L, count: u64) -> Option<u64> {
+        if count == 0 {
+            return None;
+        }
+        while self.current < self.region_count {
+            let (_, end) = self.regions[self.current];
+            if self.bump + count * FRAME_SIZE <= end {
+                let addr = self.bump;
+                self.bump += count * FRAME_SIZE;
+                self.allocated += count;
+                return Some(addr);
+            }
+            while self.bump < end {
+                let leftover = self.bump;
+                self.bump += FRAME_SIZE;
+                self.allocated += 1;
+                self.free(links, leftover);
+            }
+            self.current += 1;
+            if self.current < self.region_count {
+                self.bump = self.regions[self.current].0;
+            }
+        }
+        None
+    }
+
     /// Returns `frame` to the allocator.
     ///
     /// # Panics
@@ -223,6 +251,20 @@ mod tests {
         let rest: Vec<u64> = std::iter::from_fn(|| a.alloc(&links).map(|f| f.addr)).collect();
         assert_eq!(rest, [0x10_2000, 0x1000]);
         assert_eq!(a.free_frames(), 0);
+    }
+
+    #[test]
+    fn contiguous_runs_come_from_the_bump_pointer() {
+        let mut links = Links::default();
+        let mut a = FrameAllocator::new([(0x1000, 0x4000), (0x10_0000, 0x10_8000)]);
+        assert_eq!(a.alloc_contiguous(&mut links, 2), Some(0x1000));
+        // One frame left in the first region: it goes on the free list.
+        assert_eq!(a.alloc_contiguous(&mut links, 4), Some(0x10_0000));
+        assert_eq!(a.alloc_contiguous(&mut links, 8), None);
+        // The failed request left the region's tail on the free list (last freed first).
+        assert_eq!(a.alloc(&links).unwrap().addr, 0x10_7000);
+        assert_eq!(a.free_frames(), 1 + 3);
+        assert_eq!(a.alloc_contiguous(&mut links, 0), None);
     }
 
     #[test]

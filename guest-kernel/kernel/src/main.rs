@@ -13,6 +13,7 @@ extern crate alloc;
 #[allow(unsafe_code, reason = "the hardware layer: every unsafe block carries a SAFETY comment")]
 mod arch;
 mod bench;
+mod block;
 mod console;
 mod crash;
 mod irq;
@@ -70,11 +71,12 @@ pub fn kmain(entry: BootEntry) -> ! {
         info.boot_count
     );
     irq::init(info);
+    block::init(info);
 
     if let Some(what) = cmdline.get("crash") {
         crash::trigger(what);
     }
-    let failures = selftest::run(&cmdline);
+    let failures = selftest::run(&cmdline) + block::selftest(&cmdline);
     bench::run(&cmdline);
     if let Some(ms) = cmdline.get_u64("ticks") {
         match ms {

@@ -69,6 +69,11 @@ pub fn alloc_frame() -> Option<Frame> {
     FRAMES.lock().as_mut()?.alloc(&DirectMapLinks)
 }
 
+/// Allocates `count` physically contiguous zeroed-on-arrival frames (DMA rings).
+pub fn alloc_contiguous(count: u64) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_contiguous(&mut DirectMapLinks, count)
+}
+
 /// Frees a frame from [`alloc_frame`].
 pub fn free_frame(addr: u64) {
     if let Some(f) = FRAMES.lock().as_mut() {

@@ -7,7 +7,7 @@ use super::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
 };
 use crate::disk::Disk;
-use crate::virtio::{TYPE_BLOCK, VirtioDevice};
+use crate::virtio::{TYPE_BLOCK, VIRTIO_RING_F_INDIRECT_DESC, VirtioDevice};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
@@ -96,7 +96,7 @@ impl VirtioDevice for Block {
 
     fn features(&self) -> u64 {
         let ro = if self.disk.read_only() { VIRTIO_BLK_F_RO } else { 0 };
-        VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX | ro | (1 << 6) // BLK_SIZE
+        VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX | ro | (1 << 6) /* BLK_SIZE */ | VIRTIO_RING_F_INDIRECT_DESC
     }
 
     fn queue_max_sizes(&self) -> &[u16] {

@@ -18,5 +18,6 @@ pub mod pv;
 pub mod trap;
 pub mod user;
 pub mod uspace;
+pub mod virtio;
 
 pub use entry::BootEntry;

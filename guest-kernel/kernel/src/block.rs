@@ -1,0 +1,169 @@
+//! The block layer: the ubd devices the VMM described, by name (`ubda`, `ubdb`, ...; also
+//! `ubd/0`), and the `blktest=` self-test that reads, writes, flushes and verifies patterns.
+
+use crate::arch::virtio::{self, BlockError, IoRequest, VirtioBlock};
+use crate::irq;
+use crate::sync::IrqMutex;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use umlvm_boot::BootInfo;
+use umlvm_boot::abi::device_kind;
+use umlvm_kcore::cmdline::Cmdline;
+
+/// A block device.
+pub struct BlockDevice {
+    /// `ubda`, `ubdb`, ...
+    pub name: String,
+    /// Device number (ubd0 = 0).
+    pub index: usize,
+    /// Capacity in 512-byte sectors.
+    pub sectors: u64,
+    /// Whether writes are refused.
+    pub read_only: bool,
+    dev: VirtioBlock,
+}
+
+static DEVICES: IrqMutex<Vec<BlockDevice>> = IrqMutex::new(Vec::new());
+
+/// Probes the device table: every virtio-mmio window with a block device becomes `ubdX`, in
+/// table order (the VMM lists ubd0, ubd1, ... in order).
+pub fn init(info: &BootInfo) {
+    let mut found = Vec::new();
+    for entry in info.device_entries() {
+        if entry.kind != device_kind::VIRTIO_MMIO || entry.gsi >= u32::from(irq::IOAPIC_PINS) {
+            continue;
+        }
+        irq::route_pin(entry.gsi as u8, crate::arch::ioapic::Trigger::Edge);
+        let Some(mut dev) = virtio::probe_block(entry.mmio.gpa, entry.mmio.len) else { continue };
+        let id = dev.id();
+        let serial = core::str::from_utf8(&id).unwrap_or("").trim_end_matches('\0');
+        let index = serial
+            .strip_prefix("ubd")
+            .and_then(|s| s.bytes().next())
+            .map_or(found.len(), |c| (c - b'a') as usize);
+        let name = alloc::format!("ubd{}", (b'a' + index as u8) as char);
+        log::info!(
+            "{name} (ubd/{index}): {} sectors ({} KiB), {}, IRQ {}",
+            dev.capacity(),
+            dev.capacity() / 2,
+            if dev.read_only() { "read-only" } else { "read-write" },
+            entry.gsi
+        );
+        found.push(BlockDevice { name, index, sectors: dev.capacity(), read_only: dev.read_only(), dev });
+    }
+    *DEVICES.lock() = found;
+}
+
+/// Runs `f` on the device called `name` (`ubda` or `ubd/0`).
+pub fn with_device<R>(name: &str, f: impl FnOnce(&mut BlockDevice) -> R) -> Option<R> {
+    let mut devs = DEVICES.lock();
+    let index = name.strip_prefix("ubd/").and_then(|n| n.parse::<usize>().ok());
+    let dev = devs.iter_mut().find(|d| d.name == name || Some(d.index) == index)?;
+    Some(f(dev))
+}
+
+/// Names of the devices.
+pub fn names() -> Vec<String> {
+    DEVICES.lock().iter().map(|d| d.name.clone()).collect()
+}
+
+impl BlockDevice {
+    /// Reads `buf.len() / 512` sectors from `sector`.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let mut r = [IoRequest { write: false, sector, buf, result: Ok(()) }];
+        self.dev.transfer(&mut r);
+        r[0].result
+    }
+
+    /// Runs several requests through the queue at once.
+    pub fn transfer(&mut self, reqs: &mut [IoRequest<'_>]) {
+        self.dev.transfer(reqs);
+    }
+
+    /// Flushes.
+    pub fn flush(&mut self) -> Result<(), BlockError> {
+        self.dev.flush()
+    }
+}
+
+/// The pattern `blktest` writes: byte `j` of sector `s` is `s ^ j` (low bytes), so the host
+/// can check every byte.
+pub fn pattern_byte(sector: u64, j: usize) -> u8 {
+    (sector as u8) ^ (j as u8) ^ 0x5a
+}
+
+/// `blktest=NAME[,NAME...]` (or `blktest=all`): on each device, write sectors 1..=16 with the
+/// pattern in one batch through the queue, flush, read them back and verify; read sector 0.
+/// On a read-only device, check that the write is refused and nothing changed.
+pub fn selftest(cmdline: &Cmdline<'_>) -> u32 {
+    let Some(list) = cmdline.get("blktest") else { return 0 };
+    let targets: Vec<String> =
+        if list == "all" { names() } else { list.split(',').map(String::from).collect() };
+    let mut failures = 0;
+    for name in targets {
+        let outcome = with_device(&name, run_one).unwrap_or_else(|| Err("no such block device".into()));
+        match outcome {
+            Ok(what) => log::info!("blktest {name}: ok ({what})"),
+            Err(why) => {
+                failures += 1;
+                log::error!("blktest {name}: FAILED: {why}");
+            }
+        }
+    }
+    failures
+}
+
+fn run_one(dev: &mut BlockDevice) -> Result<String, String> {
+    const FIRST: u64 = 1;
+    const COUNT: u64 = 16;
+    if dev.sectors < FIRST + COUNT {
+        return Err(alloc::format!("only {} sectors", dev.sectors));
+    }
+    let t0 = crate::time::now_ns();
+    let mut sector0 = vec![0u8; 512];
+    dev.read(0, &mut sector0).map_err(|e| alloc::format!("reading sector 0: {e:?}"))?;
+    let mut bufs: Vec<Vec<u8>> =
+        (FIRST..FIRST + COUNT).map(|s| (0..512).map(|j| pattern_byte(s, j)).collect()).collect();
+    let mut reqs: Vec<IoRequest<'_>> = bufs
+        .iter_mut()
+        .zip(FIRST..)
+        .map(|(buf, sector)| IoRequest { write: true, sector, buf: buf.as_mut_slice(), result: Ok(()) })
+        .collect();
+    dev.transfer(&mut reqs);
+    let write_results: Vec<_> = reqs.iter().map(|r| r.result).collect();
+    drop(reqs);
+    if dev.read_only {
+        if write_results.iter().any(|r| *r != Err(BlockError::Io)) {
+            return Err("a write to a read-only device was not refused".into());
+        }
+        let mut check = vec![0u8; 512];
+        dev.read(FIRST, &mut check).map_err(|e| alloc::format!("read back: {e:?}"))?;
+        if check.iter().enumerate().all(|(j, &b)| b == pattern_byte(FIRST, j)) {
+            return Err("the refused write changed the device".into());
+        }
+        return Ok(alloc::format!("read-only: {COUNT} writes refused, sector 0 starts {}", hex8(&sector0)));
+    }
+    if let Some(e) = write_results.iter().find(|r| r.is_err()) {
+        return Err(alloc::format!("write: {e:?}"));
+    }
+    dev.flush().map_err(|e| alloc::format!("flush: {e:?}"))?;
+    let mut back = vec![0u8; (COUNT * 512) as usize];
+    dev.read(FIRST, &mut back).map_err(|e| alloc::format!("read back: {e:?}"))?;
+    for (i, chunk) in back.chunks(512).enumerate() {
+        let s = FIRST + i as u64;
+        if chunk.iter().enumerate().any(|(j, &b)| b != pattern_byte(s, j)) {
+            return Err(alloc::format!("sector {s} reads back wrong"));
+        }
+    }
+    Ok(alloc::format!(
+        "{} sectors, sector 0 starts {}, wrote {COUNT} sectors in one batch, flushed, verified, {} us",
+        dev.sectors,
+        hex8(&sector0),
+        (crate::time::now_ns() - t0) / 1000
+    ))
+}
+
+fn hex8(b: &[u8]) -> String {
+    b.iter().take(8).map(|x| alloc::format!("{x:02x}")).collect()
+}
