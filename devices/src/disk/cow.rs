@@ -397,6 +397,48 @@ impl Disk for CowDisk {
         if self.read_only { Ok(()) } else { self.cow.sync_data() }
     }
 
+    fn read_to_guest(
+        &mut self,
+        mem: &vm_memory::GuestMemoryMmap,
+        addr: vm_memory::GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        use vm_memory::GuestMemoryBackend;
+        check_range(offset, len, self.header.size)?;
+        let whole = offset % SECTOR_SIZE == 0 && len as u64 % SECTOR_SIZE == 0;
+        let Ok(slice) = mem.get_slice(addr, len) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // Partial sectors (and a partial last sector of the backing file) take the slow path.
+        if !whole || !self.header.size.is_multiple_of(SECTOR_SIZE) {
+            let mut buf = vec![0u8; len];
+            self.read_at(&mut buf, offset)?;
+            return vm_memory::Bytes::write_slice(mem, &buf, addr)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+        }
+        // Runs of sectors from the same file go straight into guest memory.
+        let mut done = 0usize;
+        while done < len {
+            let s = (offset + done as u64) / SECTOR_SIZE;
+            let dirty = self.is_dirty(s);
+            let mut run = 1u64;
+            while done + ((run + 1) * SECTOR_SIZE) as usize <= len && self.is_dirty(s + run) == dirty {
+                run += 1;
+            }
+            let n = (run * SECTOR_SIZE) as usize;
+            let part = slice.subslice(done, n).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let pos = offset + done as u64;
+            if dirty {
+                crate::sys::pread_volatile(&self.cow, &part, self.layout.data_offset + pos)?;
+            } else {
+                crate::sys::pread_volatile(&self.backing, &part, pos)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
     fn read_only(&self) -> bool {
         self.read_only
     }
@@ -681,6 +723,26 @@ mod tests {
         let other = dir.file("other");
         std::fs::write(&other, vec![0u8; 8192]).unwrap();
         assert!(matches!(CowDisk::open(&c, Some(&other), false), Err(CowError::BackingMismatch { .. })));
+    }
+
+    #[test]
+    fn reads_into_guest_memory_match_reads_into_buffers() {
+        use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+        let dir = Dir::new("guest");
+        let b = backing(&dir, 64 * 1024);
+        let c = dir.file("g.cow");
+        let mut d = CowDisk::open(&c, Some(&b), false).unwrap();
+        d.write_at(&[0xee; 1536], 2048).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        for (off, len) in [(0u64, 64 * 1024usize), (1024, 4096), (2560, 100)] {
+            d.read_to_guest(&mem, GuestAddress(0x1000), len, off).unwrap();
+            let mut via_guest = vec![0u8; len];
+            mem.read_slice(&mut via_guest, GuestAddress(0x1000)).unwrap();
+            let mut direct = vec![0u8; len];
+            d.read_at(&mut direct, off).unwrap();
+            assert_eq!(via_guest, direct, "at {off} + {len}");
+        }
+        assert!(d.read_to_guest(&mem, GuestAddress((1 << 20) - 10), 512, 0).is_err());
     }
 
     #[test]

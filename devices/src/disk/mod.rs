@@ -4,6 +4,7 @@ pub mod cow;
 pub mod raw;
 
 use std::io;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Size of a disk sector.
 pub const SECTOR_SIZE: u64 = 512;
@@ -20,6 +21,33 @@ pub trait Disk: Send {
     fn flush(&mut self) -> io::Result<()>;
     /// Whether writes are refused.
     fn read_only(&self) -> bool;
+
+    /// Reads `len` bytes at `offset` straight into guest memory at `addr`. The default goes
+    /// through a buffer; file-backed disks override it to avoid the extra copy.
+    fn read_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        self.read_at(&mut buf, offset)?;
+        mem.write_slice(&buf, addr).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    /// Writes `len` bytes from guest memory at `addr` to `offset`.
+    fn write_from_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        mem.read_slice(&mut buf, addr).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.write_at(&buf, offset)
+    }
 }
 
 /// Checks that `[offset, offset + len)` lies within `size`.
@@ -70,5 +98,23 @@ impl Disk for SharedDisk {
     }
     fn read_only(&self) -> bool {
         self.0.lock().map(|d| d.read_only()).unwrap_or(true)
+    }
+    fn read_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        self.with(|d| d.read_to_guest(mem, addr, len, offset))
+    }
+    fn write_from_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        self.with(|d| d.write_from_guest(mem, addr, len, offset))
     }
 }

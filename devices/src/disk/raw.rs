@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// How an image is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +99,33 @@ impl Disk for RawDisk {
 
     fn read_only(&self) -> bool {
         self.access == Access::ReadOnly
+    }
+
+    fn read_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        check_range(offset, len, self.size)?;
+        let slice = mem.get_slice(addr, len).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        crate::sys::pread_volatile(&self.file, &slice, offset)
+    }
+
+    fn write_from_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<()> {
+        if self.access == Access::ReadOnly {
+            return Err(read_only_error());
+        }
+        check_range(offset, len, self.size)?;
+        let slice = mem.get_slice(addr, len).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        crate::sys::pwrite_volatile(&self.file, &slice, offset)
     }
 }
 

@@ -14,7 +14,8 @@ pub fn run(cmdline: &Cmdline<'_>) {
         match name {
             "syscall" => syscall(),
             "zero" => zero(),
-            other => log::warn!("bench={other}: unknown (syscall, zero)"),
+            "blk" => blk(),
+            other => log::warn!("bench={other}: unknown (syscall, zero, blk)"),
         }
     }
 }
@@ -75,5 +76,83 @@ fn zero() {
         }
         Ok((exit, _, _)) => log::error!("bench zero: user program ended with {exit:?}"),
         Err(e) => log::warn!("bench zero: user part skipped ({e:?})"),
+    }
+}
+
+/// Block throughput on ubda: sequential read and write in 1 MiB requests and random 4 KiB
+/// reads, 16 requests in flight.
+fn blk() {
+    use crate::arch::virtio::IoRequest;
+    const CHUNK: usize = 1 << 20;
+    const DEPTH: usize = 16;
+    let result = crate::block::with_device("ubda", |dev| {
+        let total = (dev.sectors * 512).min(256 << 20) as usize;
+        let read_only = dev.read_only;
+        let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| alloc::vec![0u8; CHUNK]).collect();
+        let mut run = |write: bool| -> Option<u64> {
+            let t0 = rdtsc();
+            let mut pos = 0usize;
+            while pos < total {
+                let mut reqs: Vec<IoRequest<'_>> = Vec::with_capacity(DEPTH);
+                for buf in bufs.iter_mut() {
+                    if pos >= total {
+                        break;
+                    }
+                    let len = CHUNK.min(total - pos);
+                    reqs.push(IoRequest {
+                        write,
+                        sector: (pos / 512) as u64,
+                        buf: &mut buf[..len],
+                        result: Ok(()),
+                    });
+                    pos += len;
+                }
+                dev.transfer(&mut reqs);
+                if reqs.iter().any(|r| r.result.is_err()) {
+                    return None;
+                }
+            }
+            Some(time::tsc_to_ns(rdtsc() - t0))
+        };
+        let read_ns = run(false)?;
+        let write_ns = if read_only { 0 } else { run(true)? };
+        // Random 4 KiB reads (a xorshift sequence over the device).
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let blocks = (total / 4096) as u64;
+        let count = 2048usize;
+        let t0 = rdtsc();
+        for _ in 0..count / DEPTH {
+            let mut reqs: Vec<IoRequest<'_>> = bufs
+                .iter_mut()
+                .map(|buf| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    IoRequest {
+                        write: false,
+                        sector: (seed % blocks) * 8,
+                        buf: &mut buf[..4096],
+                        result: Ok(()),
+                    }
+                })
+                .collect();
+            dev.transfer(&mut reqs);
+        }
+        let rand_ns = time::tsc_to_ns(rdtsc() - t0);
+        Some((total, read_ns, write_ns, count, rand_ns))
+    });
+    match result {
+        Some(Some((total, read_ns, write_ns, count, rand_ns))) => {
+            let mibps = |ns: u64| if ns == 0 { 0 } else { (total as u64 * 1_000_000_000 / ns) >> 20 };
+            log::info!(
+                "bench blk: ubda {} MiB: sequential read {} MiB/s, sequential write {} MiB/s, random 4 KiB read {} IOPS",
+                total >> 20,
+                mibps(read_ns),
+                mibps(write_ns),
+                count as u64 * 1_000_000_000 / rand_ns.max(1)
+            );
+        }
+        Some(None) => log::error!("bench blk: I/O error"),
+        None => log::warn!("bench blk: no ubda"),
     }
 }

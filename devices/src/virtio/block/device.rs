@@ -46,10 +46,8 @@ impl Block {
             RequestType::In => {
                 let mut pos = req.sector * SECTOR_SIZE;
                 let mut written = 0u32;
-                let mut buf = Vec::new();
                 for &(addr, len) in &req.data {
-                    buf.resize(len as usize, 0);
-                    if self.disk.read_at(&mut buf, pos).is_err() || mem.write_slice(&buf, addr).is_err() {
+                    if self.disk.read_to_guest(mem, addr, len as usize, pos).is_err() {
                         return (VIRTIO_BLK_S_IOERR, written);
                     }
                     pos += u64::from(len);
@@ -62,10 +60,8 @@ impl Block {
                     return (VIRTIO_BLK_S_IOERR, 0);
                 }
                 let mut pos = req.sector * SECTOR_SIZE;
-                let mut buf = Vec::new();
                 for &(addr, len) in &req.data {
-                    buf.resize(len as usize, 0);
-                    if mem.read_slice(&mut buf, addr).is_err() || self.disk.write_at(&buf, pos).is_err() {
+                    if self.disk.write_from_guest(mem, addr, len as usize, pos).is_err() {
                         return (VIRTIO_BLK_S_IOERR, 0);
                     }
                     pos += u64::from(len);

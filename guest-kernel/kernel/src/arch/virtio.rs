@@ -188,8 +188,14 @@ impl VirtioBlock {
                 }
                 continue;
             }
-            let _ = self.dev.ack_interrupt();
-            let Some(done) = self.dev.peek_used() else {
+            // Drain completions first; only when none is left acknowledge the interrupt
+            // (each register access is an exit to the VMM) and wait for the next one.
+            let mut next_done = self.dev.peek_used();
+            if next_done.is_none() {
+                let _ = self.dev.ack_interrupt();
+                next_done = self.dev.peek_used();
+            }
+            let Some(done) = next_done else {
                 if crate::time::now_ns() > deadline {
                     // The buffers may still be in the device's hands and must never be reused.
                     panic!("virtio-blk: device stopped answering with {in_flight} requests in flight");
