@@ -406,7 +406,7 @@ impl Disk for CowDisk {
     ) -> io::Result<()> {
         use vm_memory::GuestMemoryBackend;
         check_range(offset, len, self.header.size)?;
-        let whole = offset % SECTOR_SIZE == 0 && len as u64 % SECTOR_SIZE == 0;
+        let whole = offset.is_multiple_of(SECTOR_SIZE) && (len as u64).is_multiple_of(SECTOR_SIZE);
         let Ok(slice) = mem.get_slice(addr, len) else {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         };

@@ -143,7 +143,7 @@ fn blk() {
     });
     match result {
         Some(Some((total, read_ns, write_ns, count, rand_ns))) => {
-            let mibps = |ns: u64| if ns == 0 { 0 } else { (total as u64 * 1_000_000_000 / ns) >> 20 };
+            let mibps = |ns: u64| (total as u64 * 1_000_000_000).checked_div(ns).unwrap_or(0) >> 20;
             log::info!(
                 "bench blk: ubda {} MiB: sequential read {} MiB/s, sequential write {} MiB/s, random 4 KiB read {} IOPS",
                 total >> 20,
