@@ -9,8 +9,9 @@
 /// `"UMLVMBI1"` read as a little-endian u64.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"UMLVMBI1");
 
-/// ABI version: major in the high 16 bits, minor in the low 16 bits.
-pub const BOOT_INFO_VERSION: u32 = 1 << 16;
+/// ABI version: major in the high 16 bits, minor in the low 16 bits. 2.0: device entries
+/// carry a role tag.
+pub const BOOT_INFO_VERSION: u32 = 2 << 16;
 
 /// Major part of [`BOOT_INFO_VERSION`]; a kernel accepts any block with the same major.
 pub const fn version_major(version: u32) -> u16 {
@@ -156,6 +157,28 @@ pub mod device_kind {
     pub const VIRTIO_MMIO: u32 = 1;
 }
 
+/// Roles of devices ([`DeviceEntry::role`]): what the UML switch that made it calls it.
+pub mod device_role {
+    /// Role class in bits 8..16; the unit number in bits 0..8.
+    pub const fn make(class: u32, unit: u32) -> u32 {
+        (class << 8) | (unit & 0xff)
+    }
+    /// `ubdN`: block device N.
+    pub const UBD: u32 = 1;
+    /// `conN`: console N (the guest's `ttyN`).
+    pub const CON: u32 = 2;
+    /// `sslN`: serial line N (the guest's `ttySN`).
+    pub const SSL: u32 = 3;
+    /// The class of a role.
+    pub const fn class(role: u32) -> u32 {
+        role >> 8
+    }
+    /// The unit of a role.
+    pub const fn unit(role: u32) -> u32 {
+        role & 0xff
+    }
+}
+
 /// One entry of the device table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,6 +189,10 @@ pub struct DeviceEntry {
     pub gsi: u32,
     /// MMIO window.
     pub mmio: Span,
+    /// What it is for ([`device_role`]).
+    pub role: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
 }
 
 /// The boot information block.
@@ -249,7 +276,7 @@ impl BootInfo {
             memory_map_len: 0,
             device_count: 0,
             memory_map: [MemoryRegion { span: Span::new(0, 0), kind: 0, _pad: 0 }; MAX_MEMORY_REGIONS],
-            devices: [DeviceEntry { kind: 0, gsi: 0, mmio: Span::new(0, 0) }; MAX_DEVICES],
+            devices: [DeviceEntry { kind: 0, gsi: 0, mmio: Span::new(0, 0), role: 0, _pad: 0 }; MAX_DEVICES],
         }
     }
 
@@ -355,7 +382,7 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, cmdline), 80);
         assert_eq!(size_of::<Span>(), 16);
         assert_eq!(size_of::<MemoryRegion>(), 24);
-        assert_eq!(size_of::<DeviceEntry>(), 24);
+        assert_eq!(size_of::<DeviceEntry>(), 32);
         assert_eq!(align_of::<BootInfo>(), 8);
         assert!(size_of::<BootInfo>() <= 4096, "BootInfo must fit its page");
     }
@@ -385,8 +412,8 @@ mod tests {
         b.magic = 0;
         assert_eq!(b.validate(), Err(BootInfoError::BadMagic(0)));
         let mut b = BootInfo::new();
-        b.version = 2 << 16;
-        assert_eq!(b.validate(), Err(BootInfoError::UnsupportedVersion(2 << 16)));
+        b.version = 1 << 16;
+        assert_eq!(b.validate(), Err(BootInfoError::UnsupportedVersion(1 << 16)));
         let mut b = BootInfo::new();
         b.version = BOOT_INFO_VERSION + 7; // newer minor: accepted
         assert_eq!(b.validate(), Ok(()));

@@ -9,7 +9,7 @@ use umlvm_tests::{Run, boot, number_after, pvm_host};
 #[track_caller]
 fn assert_user_mode_works(r: &Run) {
     r.assert_status(0)
-        .assert_stdout("user: hello from user mode\n")
+        .assert_stdout("user: hello from user mode\r\n")
         .assert_stdout("selfcheck user: ok (registers intact; ");
     let line = r.stdout.lines().find(|l| l.contains("selfcheck user: ok")).unwrap();
     assert_eq!(number_after(line, "registers intact;"), Some(202), "200 getpid + write + exit\n{r}");

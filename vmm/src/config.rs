@@ -6,9 +6,11 @@
 //! When a flag and a switch set the same thing, the switch wins (it comes later on a UML
 //! command line); among switches the last one wins.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use umlvm_boot::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
 use umlvm_devices::ubd::{self, UbdError, UbdSpec};
+use umlvm_devices::virtio::console::{self, ChannelError, ConsoleKind, ConsoleName, ConsoleSpec};
 
 /// The image UML boots when no `ubd0=` is given, if it exists in the current directory.
 pub const DEFAULT_ROOT_FS: &str = "root_fs";
@@ -58,6 +60,8 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Block devices, by device number.
     pub ubd: Vec<UbdSpec>,
+    /// Consoles and serial lines to create, with their channels.
+    pub consoles: Vec<(ConsoleName, ConsoleSpec)>,
     /// Reporting level.
     pub verbosity: Verbosity,
 }
@@ -82,6 +86,9 @@ pub enum ConfigError {
     /// A ubd switch or flag that is not allowed.
     #[error(transparent)]
     Ubd(#[from] UbdError),
+    /// A console switch that is not allowed.
+    #[error(transparent)]
+    Console(#[from] ChannelError),
     /// Two definitions of one device.
     #[error("{input}: ubd{index} is already defined ({previous})")]
     DuplicateUbd {
@@ -172,6 +179,7 @@ impl VmConfig {
             pvm: PvmChoice::Auto,
             cmdline: String::new(),
             ubd: Vec::new(),
+            consoles: Vec::new(),
             verbosity: if cli.verbose > 0 { Verbosity::Verbose } else { Verbosity::Quiet },
         };
         let mut ubds: Vec<(UbdSpec, String)> = Vec::new();
@@ -213,6 +221,8 @@ impl VmConfig {
         if let Some(u) = &cli.umid {
             check_umid(&format!("--umid {u}"), u)?;
         }
+        let mut general: HashMap<ConsoleKind, ConsoleSpec> = HashMap::new();
+        let mut specific: BTreeMap<ConsoleName, ConsoleSpec> = BTreeMap::new();
         let mut words = Vec::with_capacity(cli.switches.len());
         for sw in &cli.switches {
             if sw.contains(|c: char| c.is_ascii_whitespace() || c.is_control()) {
@@ -245,6 +255,11 @@ impl VmConfig {
                 Some((key, value)) => {
                     if let Some(spec) = ubd::parse_switch(key, value)? {
                         add_ubd(spec, sw.clone())?;
+                    } else if let Some((kind, unit, spec)) = console::parse_switch(key, value)? {
+                        match unit {
+                            Some(unit) => specific.insert(ConsoleName { kind, unit }, spec),
+                            None => general.insert(kind, spec),
+                        };
                     }
                 }
                 None => {}
@@ -258,6 +273,7 @@ impl VmConfig {
         }
         ubds.sort_by_key(|(s, _)| s.index);
         cfg.ubd = ubds.into_iter().map(|(s, _)| s).collect();
+        cfg.consoles = console::resolve(&general, &specific);
         cfg.cmdline = words.join(" ");
         Ok(cfg)
     }
@@ -390,6 +406,21 @@ mod tests {
         let mut input = cli(&[]);
         input.ubd = vec!["x".into()];
         assert!(VmConfig::from_cli(&input).is_err());
+    }
+
+    #[test]
+    fn console_switches_resolve() {
+        let c = VmConfig::from_cli(&cli(&[])).unwrap();
+        assert_eq!(c.consoles.len(), 1, "con0 on stdin/stdout by default");
+        let c = VmConfig::from_cli(&cli(&["con1=pty", "ssl=null", "con0=null"])).unwrap();
+        let names: Vec<String> = c.consoles.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(names, ["con0", "con1", "ssl0", "ssl1", "ssl2", "ssl3"]);
+        assert!(
+            VmConfig::from_cli(&cli(&["con0=bogus"]))
+                .unwrap_err()
+                .to_string()
+                .starts_with("con0=bogus: unknown channel")
+        );
     }
 
     #[test]

@@ -1,17 +1,24 @@
 //! The machine's devices: virtio-mmio transports at fixed windows in the MMIO hole, each with
-//! an irqfd (its interrupt line) and an ioeventfd (queue notifications, handled in the event
-//! loop so no vCPU ever blocks on device I/O).
+//! an irqfd (its interrupt line) and one ioeventfd per queue (notifications are handled in
+//! the event loop, so no vCPU ever blocks on device I/O). Console input from host channels
+//! (descriptors, ptys, telnet ports) is read in the event loop too.
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use umlvm_boot::DeviceEntry;
-use umlvm_boot::Span;
-use umlvm_boot::abi::device_kind;
+use umlvm_boot::abi::{device_kind, device_role};
 use umlvm_boot::layout::{DEVICE_MMIO_BASE, DEVICE_MMIO_LEN, FIRST_DEVICE_GSI, GSI_COUNT};
+use umlvm_boot::{DeviceEntry, Span};
 use umlvm_devices::disk::SharedDisk;
 use umlvm_devices::ubd::UbdSpec;
+use umlvm_devices::virtio::VirtioDevice;
 use umlvm_devices::virtio::block::Block;
+use umlvm_devices::virtio::console::{self, ConsoleKind, ConsoleName, OpenedChannel, PortServers};
 use umlvm_devices::virtio::mmio::MmioTransport;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -23,7 +30,7 @@ const QUEUE_NOTIFY: u64 = 0x50;
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// Too many devices for the interrupt lines.
-    #[error("too many devices ({0}): at most {1}")]
+    #[error("too many devices ({0}): at most {1} block devices, consoles and serial lines together")]
     TooMany(usize, usize),
     /// An eventfd could not be made.
     #[error("eventfd")]
@@ -39,10 +46,14 @@ pub struct DeviceSlot {
     pub base: u64,
     /// Interrupt line.
     pub gsi: u32,
+    /// Role tag for the guest ([`device_role`]).
+    pub role: u32,
     /// The transport (shared by the vCPU thread and the event loop).
     pub transport: Arc<Mutex<MmioTransport>>,
-    /// Queue-notification eventfd.
-    pub notify: EventFd,
+    /// Queue-notification eventfds, one per queue.
+    pub notify: Vec<EventFd>,
+    /// The console this device serves, if it is one.
+    pub console: Option<ConsoleName>,
 }
 
 /// The devices of one machine.
@@ -52,29 +63,64 @@ pub struct Devices {
     pub slots: Vec<DeviceSlot>,
 }
 
+/// A device to create.
+enum Spec<'a> {
+    Block(&'a UbdSpec, &'a SharedDisk),
+    Console(&'a OpenedChannel),
+}
+
 impl Devices {
-    /// Creates a virtio-blk device for every ubd, wired to `vm`.
+    /// Creates a virtio-blk device for every ubd and a virtio-console for every console or
+    /// serial line, wired to `vm`.
     pub fn create(
         vm: &VmFd,
         mem: &GuestMemoryMmap,
         ubds: &[(UbdSpec, SharedDisk)],
+        consoles: &[OpenedChannel],
     ) -> Result<Self, DeviceError> {
+        let specs: Vec<Spec<'_>> =
+            ubds.iter().map(|(s, d)| Spec::Block(s, d)).chain(consoles.iter().map(Spec::Console)).collect();
         let max = (GSI_COUNT - FIRST_DEVICE_GSI) as usize;
-        if ubds.len() > max {
-            return Err(DeviceError::TooMany(ubds.len(), max));
+        if specs.len() > max {
+            return Err(DeviceError::TooMany(specs.len(), max));
         }
-        let mut slots = Vec::with_capacity(ubds.len());
-        for (i, (spec, disk)) in ubds.iter().enumerate() {
+        let mut slots = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
             let base = DEVICE_MMIO_BASE + i as u64 * DEVICE_MMIO_LEN;
             let gsi = FIRST_DEVICE_GSI + i as u32;
+            let (device, role, console): (Box<dyn VirtioDevice>, u32, Option<ConsoleName>) = match spec {
+                Spec::Block(s, disk) => (
+                    Box::new(Block::new(Box::new(disk.clone()), &s.guest_name())),
+                    device_role::make(device_role::UBD, u32::from(s.index)),
+                    None,
+                ),
+                Spec::Console(c) => {
+                    let class = match c.name.kind {
+                        ConsoleKind::Con => device_role::CON,
+                        ConsoleKind::Ssl => device_role::SSL,
+                    };
+                    (Box::new(c.device()), device_role::make(class, u32::from(c.name.unit)), Some(c.name))
+                }
+            };
+            let queues = device.queue_max_sizes().len();
             let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
             vm.register_irqfd(&irq, gsi).map_err(|e| DeviceError::Kvm("KVM_IRQFD", e))?;
-            let notify = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-            vm.register_ioevent(&notify, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), 0u32)
-                .map_err(|e| DeviceError::Kvm("KVM_IOEVENTFD", e))?;
-            let block = Block::new(Box::new(disk.clone()), &spec.guest_name());
-            let transport = MmioTransport::new(Box::new(block), mem.clone(), Box::new(irq));
-            slots.push(DeviceSlot { base, gsi, transport: Arc::new(Mutex::new(transport)), notify });
+            let mut notify = Vec::with_capacity(queues);
+            for q in 0..queues {
+                let evt = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
+                vm.register_ioevent(&evt, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), q as u32)
+                    .map_err(|e| DeviceError::Kvm("KVM_IOEVENTFD", e))?;
+                notify.push(evt);
+            }
+            let transport = MmioTransport::new(device, mem.clone(), Box::new(irq));
+            slots.push(DeviceSlot {
+                base,
+                gsi,
+                role,
+                transport: Arc::new(Mutex::new(transport)),
+                notify,
+                console,
+            });
         }
         Ok(Self { slots })
     }
@@ -87,6 +133,8 @@ impl Devices {
                 kind: device_kind::VIRTIO_MMIO,
                 gsi: s.gsi,
                 mmio: Span::new(s.base, DEVICE_MMIO_LEN),
+                role: s.role,
+                _pad: 0,
             })
             .collect()
     }
@@ -95,9 +143,14 @@ impl Devices {
     pub fn bus(&self) -> MmioBus {
         MmioBus { windows: self.slots.iter().map(|s| (s.base, s.transport.clone())).collect() }
     }
+
+    /// The console devices' transports, by console name.
+    pub fn console_transports(&self) -> HashMap<ConsoleName, Arc<Mutex<MmioTransport>>> {
+        self.slots.iter().filter_map(|s| Some((s.console?, s.transport.clone()))).collect()
+    }
 }
 
-/// `virtio_mmio.device=4K@0xd0000000:8 ...` for a device table.
+/// `virtio_mmio.device=4K@0xd0000000:8 ...` for a device table (what a Linux guest needs).
 pub fn linux_cmdline(table: &[DeviceEntry]) -> String {
     table
         .iter()
@@ -150,13 +203,14 @@ impl MmioBus {
 /// Processes a device's queue when the guest notifies it (event-loop side).
 pub struct QueueNotifier {
     evt: EventFd,
+    queue: usize,
     transport: Arc<Mutex<MmioTransport>>,
 }
 
 impl QueueNotifier {
-    /// Watches `slot`'s notification eventfd.
-    pub fn new(slot: &DeviceSlot) -> std::io::Result<Self> {
-        Ok(Self { evt: slot.notify.try_clone()?, transport: slot.transport.clone() })
+    /// Watches `slot`'s notification eventfd for `queue`.
+    pub fn new(slot: &DeviceSlot, queue: usize) -> std::io::Result<Self> {
+        Ok(Self { evt: slot.notify[queue].try_clone()?, queue, transport: slot.transport.clone() })
     }
 }
 
@@ -171,7 +225,133 @@ impl MutEventSubscriber for QueueNotifier {
         if events.event_set().contains(EventSet::IN) {
             let _ = self.evt.read();
             if let Ok(mut t) = self.transport.lock() {
-                t.notify(0);
+                t.notify(self.queue);
+            }
+        }
+    }
+}
+
+/// Hands bytes to a console device and has them delivered.
+fn deliver(channel: &OpenedChannel, transport: Option<&Arc<Mutex<MmioTransport>>>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    umlvm_devices::virtio::console::Console::push_input(&channel.input, bytes);
+    if let Some(t) = transport
+        && let Ok(mut t) = t.lock()
+    {
+        t.notify(0);
+    }
+}
+
+/// Reads console input from a host descriptor (fd, tty, pty).
+pub struct ConsoleInput {
+    file: Arc<File>,
+    channel: OpenedChannel,
+    transport: Option<Arc<Mutex<MmioTransport>>>,
+}
+
+impl ConsoleInput {
+    /// Watches `channel`'s input descriptor for the current machine's device.
+    pub fn new(
+        channel: &OpenedChannel,
+        transports: &HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
+    ) -> Option<Self> {
+        Some(Self {
+            file: channel.input_fd.clone()?,
+            channel: channel.clone(),
+            transport: transports.get(&channel.name).cloned(),
+        })
+    }
+}
+
+impl MutEventSubscriber for ConsoleInput {
+    fn init(&mut self, ops: &mut EventOps) {
+        // Regular files and /dev/null cannot be polled; there is no input from them.
+        if ops.add(Events::new(&*self.file, EventSet::IN)).is_err() {
+            log::debug!("{}: input is not pollable; ignoring it", self.channel.name);
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        match console::read_available(&self.file) {
+            Some(bytes) => deliver(&self.channel, self.transport.as_ref(), &bytes),
+            None => {
+                // End of input: stop watching (a closed stdin must not spin the loop).
+                let _ = ops.remove(events);
+            }
+        }
+        if events.event_set().contains(EventSet::HANG_UP) {
+            let _ = ops.remove(events);
+        }
+    }
+}
+
+/// Connections accepted on telnet ports, kept across reboots.
+#[derive(Default)]
+pub struct PortConnections {
+    /// The listening ports and the devices waiting on them.
+    pub servers: PortServers,
+    /// Open connections: reader, its console, telnet parser state.
+    pub conns: Vec<(TcpStream, OpenedChannel, u8)>,
+}
+
+/// Serves the telnet ports: accepts connections and reads their input.
+pub struct PortSubscriber {
+    state: Arc<Mutex<PortConnections>>,
+    transports: HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
+}
+
+impl PortSubscriber {
+    /// Serves `state` for the current machine.
+    pub fn new(
+        state: Arc<Mutex<PortConnections>>,
+        transports: HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
+    ) -> Self {
+        Self { state, transports }
+    }
+}
+
+/// Event data tags: listeners carry their port; connections carry `CONN_TAG | fd`.
+const CONN_TAG: u32 = 1 << 31;
+
+impl MutEventSubscriber for PortSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        let Ok(state) = self.state.lock() else { return };
+        for (port, l) in &state.servers.listeners {
+            let _ = ops.add(Events::with_data(&**l, u32::from(*port), EventSet::IN));
+        }
+        for (s, _, _) in &state.conns {
+            let _ = ops.add(Events::with_data(s, CONN_TAG | s.as_raw_fd() as u32, EventSet::IN));
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let data = events.data();
+        if data & CONN_TAG == 0 {
+            if let Some((stream, channel)) = state.servers.accept(data as u16) {
+                log::info!("{}: telnet connection on port {data}", channel.name);
+                let _ =
+                    ops.add(Events::with_data(&stream, CONN_TAG | stream.as_raw_fd() as u32, EventSet::IN));
+                state.conns.push((stream, channel, 0));
+            }
+            return;
+        }
+        let fd = (data & !CONN_TAG) as i32;
+        let Some(i) = state.conns.iter().position(|(s, _, _)| s.as_raw_fd() == fd) else { return };
+        let mut buf = [0u8; 4096];
+        let (stream, channel, telnet) = &mut state.conns[i];
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                let bytes = console::strip_telnet(&buf[..n], telnet);
+                deliver(channel, self.transports.get(&channel.name), &bytes);
+            }
+            _ => {
+                let _ = ops.remove(events);
+                let (_, channel, _) = state.conns.remove(i);
+                log::info!("{}: telnet connection closed", channel.name);
+                channel.output.disconnect();
             }
         }
     }
@@ -183,10 +363,8 @@ mod tests {
 
     #[test]
     fn linux_cmdline_describes_each_window() {
-        let table = [
-            DeviceEntry { kind: 1, gsi: 8, mmio: Span::new(0xd000_0000, 0x1000) },
-            DeviceEntry { kind: 1, gsi: 9, mmio: Span::new(0xd000_1000, 0x1000) },
-        ];
+        let e = |gsi, gpa| DeviceEntry { kind: 1, gsi, mmio: Span::new(gpa, 0x1000), role: 0, _pad: 0 };
+        let table = [e(8, 0xd000_0000), e(9, 0xd000_1000)];
         assert_eq!(
             linux_cmdline(&table),
             "virtio_mmio.device=4K@0xd0000000:8 virtio_mmio.device=4K@0xd0001000:9"

@@ -48,6 +48,9 @@ pub enum RunError {
     /// A block device image was refused.
     #[error(transparent)]
     Ubd(#[from] umlvm_devices::ubd::UbdError),
+    /// A console channel could not be opened.
+    #[error(transparent)]
+    Console(#[from] umlvm_devices::virtio::console::ChannelError),
 }
 
 impl RunError {
@@ -116,11 +119,40 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         .iter()
         .map(|spec| Ok((spec.clone(), umlvm_devices::disk::SharedDisk::new(umlvm_devices::ubd::open(spec)?))))
         .collect::<Result<Vec<_>, RunError>>()?;
+    let mut ports = crate::devices::PortConnections::default();
+    let consoles = cfg
+        .consoles
+        .iter()
+        .map(|(name, spec)| umlvm_devices::virtio::console::open(*name, spec, &mut ports.servers))
+        .collect::<Result<Vec<_>, _>>()?;
+    for c in &consoles {
+        if let Some(a) = &c.announce {
+            eprintln!("umlvm: {a}");
+        }
+    }
     let kvm = crate::kvm::open()?;
+    // con0 on the host terminal: raw mode, restored on every way out.
+    let _raw = consoles
+        .iter()
+        .find(|c| c.name.to_string() == "con0")
+        .and_then(|c| c.input_fd.as_ref())
+        .and_then(|f| crate::sys::RawTerminal::enter(f));
+    // As in UML, a con0 on a port waits for its connection before the machine boots.
+    if let Some(port) = consoles.iter().find(|c| c.name.to_string() == "con0").and_then(|c| c.port) {
+        eprintln!("umlvm: con0 is waiting for a connection on port {port} (telnet localhost {port})");
+        loop {
+            if let Some(conn) = ports.servers.accept(port) {
+                ports.conns.push((conn.0, conn.1, 0));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let ports = Arc::new(Mutex::new(ports));
     let mut boot_count = 0u32;
     loop {
         let t_setup = Instant::now();
-        let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks)?;
+        let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks, &consoles)?;
         if cfg.verbosity >= Verbosity::Verbose {
             eprintln!(
                 "umlvm: host {}; guest mode {:?}; {} MiB; TSC {} kHz; machine built in {:.3} ms ({:.3} ms since start)",
@@ -140,7 +172,7 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
             }
         }
         let mem = machine.mem.clone();
-        let outcome = run_machine(machine)?;
+        let outcome = run_machine(machine, &consoles, &ports)?;
         match outcome {
             Outcome::PowerOff(status) => return Ok(status),
             Outcome::Reboot => {
@@ -195,7 +227,11 @@ fn print_guest_backtrace(mem: &vm_memory::GuestMemoryMmap, record_gpa: u64, kern
 }
 
 /// Runs one machine until its guest stops: the vCPU on its own thread, the event loop here.
-fn run_machine(machine: vm::Machine) -> Result<Outcome, RunError> {
+fn run_machine(
+    machine: vm::Machine,
+    consoles: &[umlvm_devices::virtio::console::OpenedChannel],
+    ports: &Arc<Mutex<crate::devices::PortConnections>>,
+) -> Result<Outcome, RunError> {
     let vm::Machine { vm, mut vcpu, mem, devices, .. } = machine;
     let done_evt = EventFd::new(EFD_NONBLOCK).map_err(RunError::EventFd)?;
     let thread_evt = done_evt.try_clone().map_err(RunError::EventFd)?;
@@ -204,9 +240,19 @@ fn run_machine(machine: vm::Machine) -> Result<Outcome, RunError> {
     let watcher = Arc::new(Mutex::new(VcpuDone { evt: done_evt, done: false }));
     events.add_subscriber(watcher.clone());
     for slot in &devices.slots {
-        let notifier = crate::devices::QueueNotifier::new(slot).map_err(RunError::EventFd)?;
-        events.add_subscriber(Arc::new(Mutex::new(notifier)));
+        for queue in 0..slot.notify.len() {
+            let notifier = crate::devices::QueueNotifier::new(slot, queue).map_err(RunError::EventFd)?;
+            events.add_subscriber(Arc::new(Mutex::new(notifier)));
+        }
     }
+    let transports = devices.console_transports();
+    for c in consoles {
+        if let Some(input) = crate::devices::ConsoleInput::new(c, &transports) {
+            events.add_subscriber(Arc::new(Mutex::new(input)));
+        }
+    }
+    events
+        .add_subscriber(Arc::new(Mutex::new(crate::devices::PortSubscriber::new(ports.clone(), transports))));
     let bus = devices.bus();
 
     let outcome = std::thread::scope(|scope| {

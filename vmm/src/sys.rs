@@ -69,3 +69,54 @@ impl AlignedBytes {
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
 }
+
+/// The host terminal in raw mode for con0; restored when dropped, on SIGTERM/SIGHUP/SIGINT/
+/// SIGQUIT, and on a panic.
+pub struct RawTerminal {
+    fd: std::os::fd::RawFd,
+}
+
+static SAVED_TERMIOS: std::sync::OnceLock<(std::os::fd::RawFd, libc::termios)> = std::sync::OnceLock::new();
+
+extern "C" fn restore_and_exit(sig: libc::c_int) {
+    if let Some((fd, t)) = SAVED_TERMIOS.get() {
+        umlvm_devices::virtio::console::restore_terminal(*fd, t);
+    }
+    // SAFETY: _exit is async-signal-safe and ends the process at once.
+    unsafe { libc::_exit(128 + sig) };
+}
+
+impl RawTerminal {
+    /// Puts `file` in raw mode if it is a terminal.
+    pub fn enter(file: &std::fs::File) -> Option<Self> {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        if !std::io::IsTerminal::is_terminal(file) {
+            return None;
+        }
+        let saved = umlvm_devices::virtio::console::make_terminal_raw(fd).ok()?;
+        let _ = SAVED_TERMIOS.set((fd, saved));
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+            // SAFETY: installs an async-signal-safe handler (tcsetattr and _exit only).
+            unsafe { libc::signal(sig, restore_and_exit as *const () as libc::sighandler_t) };
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some((fd, t)) = SAVED_TERMIOS.get() {
+                umlvm_devices::virtio::console::restore_terminal(*fd, t);
+            }
+            previous(info);
+        }));
+        Some(Self { fd })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some((fd, t)) = SAVED_TERMIOS.get()
+            && *fd == self.fd
+        {
+            umlvm_devices::virtio::console::restore_terminal(*fd, t);
+        }
+    }
+}

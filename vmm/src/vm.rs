@@ -74,6 +74,7 @@ pub fn create(
     boot_count: u32,
     start: &StartTime,
     disks: &[(umlvm_devices::ubd::UbdSpec, umlvm_devices::disk::SharedDisk)],
+    consoles: &[umlvm_devices::virtio::console::OpenedChannel],
 ) -> Result<Machine, VmError> {
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let ranges: Vec<(GuestAddress, usize)> =
@@ -93,7 +94,7 @@ pub fn create(
     let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
 
-    let devices = crate::devices::Devices::create(&vm, &mem, disks)?;
+    let devices = crate::devices::Devices::create(&vm, &mem, disks, consoles)?;
     let table = devices.table();
     let host = detect_host(&vcpu);
     let mode = match (host, cfg.pvm) {

@@ -1,6 +1,7 @@
 //! virtio devices over the virtio-mmio transport.
 
 pub mod block;
+pub mod console;
 pub mod mmio;
 
 use std::io;

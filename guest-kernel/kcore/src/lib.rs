@@ -17,5 +17,6 @@ pub mod console;
 pub mod errno;
 pub mod exception;
 pub mod frame;
+pub mod ldisc;
 pub mod time;
 pub mod vma;

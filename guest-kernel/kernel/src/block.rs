@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use umlvm_boot::BootInfo;
-use umlvm_boot::abi::device_kind;
+use umlvm_boot::abi::{device_kind, device_role};
 use umlvm_kcore::cmdline::Cmdline;
 
 /// A block device.
@@ -26,22 +26,19 @@ pub struct BlockDevice {
 
 static DEVICES: IrqMutex<Vec<BlockDevice>> = IrqMutex::new(Vec::new());
 
-/// Probes the device table: every virtio-mmio window with a block device becomes `ubdX`, in
-/// table order (the VMM lists ubd0, ubd1, ... in order).
+/// Probes the device table: every `ubdN` block device becomes `ubd<letter>` (ubd0 = `ubda`).
 pub fn init(info: &BootInfo) {
     let mut found = Vec::new();
     for entry in info.device_entries() {
-        if entry.kind != device_kind::VIRTIO_MMIO || entry.gsi >= u32::from(irq::IOAPIC_PINS) {
+        if entry.kind != device_kind::VIRTIO_MMIO
+            || device_role::class(entry.role) != device_role::UBD
+            || entry.gsi >= u32::from(irq::IOAPIC_PINS)
+        {
             continue;
         }
         irq::route_pin(entry.gsi as u8, crate::arch::ioapic::Trigger::Edge);
-        let Some(mut dev) = virtio::probe_block(entry.mmio.gpa, entry.mmio.len) else { continue };
-        let id = dev.id();
-        let serial = core::str::from_utf8(&id).unwrap_or("").trim_end_matches('\0');
-        let index = serial
-            .strip_prefix("ubd")
-            .and_then(|s| s.bytes().next())
-            .map_or(found.len(), |c| (c - b'a') as usize);
+        let Some(dev) = virtio::probe_block(entry.mmio.gpa, entry.mmio.len) else { continue };
+        let index = device_role::unit(entry.role) as usize;
         let name = alloc::format!("ubd{}", (b'a' + index as u8) as char);
         log::info!(
             "{name} (ubd/{index}): {} sectors ({} KiB), {}, IRQ {}",

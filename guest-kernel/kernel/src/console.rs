@@ -15,6 +15,43 @@ struct Console {
 
 static CONSOLE: IrqMutex<Option<Console>> = IrqMutex::new(None);
 
+/// Whether kernel messages go to tty0 (con0) instead of the early console.
+static TTY0: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// From now on, kernel messages go to tty0.
+pub fn use_tty0() {
+    flush();
+    TTY0.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// A `fmt::Write` that collects into a small stack buffer and writes to tty0 per chunk.
+struct TtyWriter {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl TtyWriter {
+    fn flush(&mut self) {
+        if self.len > 0 {
+            crate::tty::write("tty0", &self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl Write for TtyWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Takes over the console buffer the VMM reserved.
 pub fn init(info: &BootInfo) {
     if let Some(buf) = take_console_buffer(info) {
@@ -31,6 +68,12 @@ impl Write for Console {
 
 /// Prints formatted text.
 pub fn print(args: fmt::Arguments<'_>) {
+    if TTY0.load(core::sync::atomic::Ordering::Relaxed) {
+        let mut w = TtyWriter { buf: [0; 256], len: 0 };
+        let _ = w.write_fmt(args);
+        w.flush();
+        return;
+    }
     if let Some(c) = CONSOLE.lock().as_mut() {
         // Console writes cannot fail.
         let _ = c.write_fmt(args);
@@ -39,6 +82,9 @@ pub fn print(args: fmt::Arguments<'_>) {
 
 /// Writes raw bytes (user output).
 pub fn write_bytes(bytes: &[u8]) {
+    if TTY0.load(core::sync::atomic::Ordering::Relaxed) && crate::tty::write("tty0", bytes) {
+        return;
+    }
     if let Some(c) = CONSOLE.lock().as_mut() {
         c.line.write(&mut c.sink, bytes);
     }

@@ -26,6 +26,7 @@ mod syscall;
 mod task;
 mod time;
 mod trap;
+mod tty;
 
 use arch::BootEntry;
 use umlvm_kcore::cmdline::Cmdline;
@@ -72,11 +73,12 @@ pub fn kmain(entry: BootEntry) -> ! {
     );
     irq::init(info);
     block::init(info);
+    tty::init(info);
 
     if let Some(what) = cmdline.get("crash") {
         crash::trigger(what);
     }
-    let failures = selftest::run(&cmdline) + block::selftest(&cmdline);
+    let failures = selftest::run(&cmdline) + block::selftest(&cmdline) + tty::selftest(&cmdline);
     bench::run(&cmdline);
     if let Some(ms) = cmdline.get_u64("ticks") {
         match ms {

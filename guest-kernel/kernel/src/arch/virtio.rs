@@ -115,13 +115,6 @@ impl VirtioBlock {
         self.dev.readonly()
     }
 
-    /// Serial (the VMM's device name).
-    pub fn id(&mut self) -> [u8; 20] {
-        let mut id = [0u8; 20];
-        let _ = self.dev.device_id(&mut id);
-        id
-    }
-
     /// Flushes the device's write cache.
     pub fn flush(&mut self) -> Result<(), BlockError> {
         self.dev.flush().map_err(|_| BlockError::Io)
@@ -220,5 +213,42 @@ impl VirtioBlock {
             r.result = outcome.map_err(|_| BlockError::Io);
             *state = State::Done;
         }
+    }
+}
+
+/// A virtio console (one port).
+pub struct VirtioConsole {
+    dev: virtio_drivers::device::console::VirtIOConsole<KernelHal, MmioTransport<'static>>,
+}
+
+/// Probes the virtio-mmio window at physical `base`: `Some` for a console device.
+pub fn probe_console(base: u64, len: u64) -> Option<VirtioConsole> {
+    if !(MMIO_HOLE_GPA..1 << 32).contains(&base) {
+        return None;
+    }
+    let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader)?;
+    // SAFETY: as in `probe_block`: a virtio-mmio window the VMM described, probed once.
+    let transport = unsafe { MmioTransport::new(header, len as usize) }.ok()?;
+    if transport.device_type() != DeviceType::Console {
+        return None;
+    }
+    let dev = virtio_drivers::device::console::VirtIOConsole::<KernelHal, _>::new(transport).ok()?;
+    Some(VirtioConsole { dev })
+}
+
+impl VirtioConsole {
+    /// Sends bytes (waits until the device took them).
+    pub fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(2048) {
+            if self.dev.send_bytes(chunk).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The next input byte, if one arrived. Acknowledges the device's interrupt first.
+    pub fn read_byte(&mut self) -> Option<u8> {
+        let _ = self.dev.ack_interrupt();
+        self.dev.recv(true).ok().flatten()
     }
 }
