@@ -395,11 +395,11 @@ pub fn open(
         announce,
     };
     if let Some(p) = port {
-        if !ports.listeners.contains_key(&p) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = ports.listeners.entry(p) {
             let l = TcpListener::bind(("127.0.0.1", p))
                 .map_err(|e| ChannelError::Open(format!("{label}=port:{p}: cannot listen"), e))?;
             l.set_nonblocking(true).map_err(|e| ChannelError::Open(format!("{label}=port:{p}"), e))?;
-            ports.listeners.insert(p, Arc::new(l));
+            slot.insert(Arc::new(l));
         }
         ports.waiting.entry(p).or_default().push(opened.clone());
     }

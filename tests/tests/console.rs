@@ -1,0 +1,197 @@
+//! End-to-end: consoles and serial lines on every channel kind, with UML's switch syntax.
+//! The guest's `contest=TTY` echoes lines typed on a terminal, so input is exercised too.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use umlvm_tests::{TempDir, boot, require_kvm, umlvm, umlvm_bin};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(args: &[&str], stdin: Stdio) -> Child {
+    require_kvm();
+    Command::new(umlvm_bin())
+        .arg("run")
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads from `r` until `needle` appears (or 10 s pass); returns everything read.
+fn read_until(r: &mut impl Read, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needle:?}; got {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        match r.read(&mut buf) {
+            Ok(0) => panic!("end of stream before {needle:?}; got {:?}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(e) if e.raw_os_error() == Some(libc_eio()) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+const fn libc_eio() -> i32 {
+    5
+}
+
+/// Waits for `child` (which we started) to exit, with a time limit.
+fn finish(mut child: Child) -> (Option<i32>, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (status.code(), out, err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("umlvm did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn con0_defaults_to_stdin_and_stdout_and_carries_the_kernel_log() {
+    let r = boot(&["selftest=none"]);
+    r.assert_status(0)
+        .assert_stdout("terminals: tty0\n")
+        .assert_stdout("console: kernel messages now go to tty0 (con0)\r\n")
+        .assert_stdout("powering off (status 0)\r\n");
+}
+
+#[test]
+fn file_null_and_none_channels() {
+    let dir = TempDir::new("con-file");
+    let log = dir.join("con0.log");
+    let r = boot(&[&format!("con0=file:{}", log.display()), "selftest=none"]);
+    r.assert_status(0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Kernel-only boot complete"), "{text}");
+    assert!(
+        !r.stdout.contains("Kernel-only boot complete"),
+        "after con0 is up, output goes to the file\n{r}"
+    );
+
+    let r = boot(&["con0=null", "selftest=none"]);
+    r.assert_status(0);
+    assert!(!r.stdout.contains("Kernel-only boot complete"), "null discards\n{r}");
+
+    // No con0: no tty0, the kernel log stays on the early console.
+    let r = boot(&["con0=none", "selftest=none"]);
+    r.assert_status(0).assert_stdout("Kernel-only boot complete");
+    assert!(!r.stdout.contains("terminals:"), "{r}");
+}
+
+#[test]
+fn specific_switches_beat_general_ones_in_any_order() {
+    let r = boot(&["con0=fd:0,fd:1", "ssl=null", "con=null", "con2=none", "selftest=none"]);
+    r.assert_status(0).assert_stdout("terminals: tty0 tty1 tty3 ttyS0 ttyS1 ttyS2 ttyS3");
+}
+
+#[test]
+fn serial_line_on_descriptors_echoes_input() {
+    // ssl0 reads our stdin and writes to stderr; con0 is silenced so only ssl0 reads stdin.
+    let mut child = spawn(&["con0=null", "ssl0=fd:0,fd:2", "selftest=none", "contest=ttyS0"], Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    read_until(&mut err, "contest: type lines");
+    stdin.write_all(b"over a pipe\nquit\n").unwrap();
+    let seen = read_until(&mut err, "echo: over a pipe\r\n");
+    assert!(seen.contains("over a pipe\r\n"), "input is echoed: {seen:?}");
+    drop(stdin);
+    child.stderr = Some(err);
+    let (status, _, _) = finish(child);
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn port_channel_serves_telnet_clients() {
+    let port = free_port();
+    let child = spawn(&[&format!("con1=port:{port}"), "selftest=none", "contest=tty1"], Stdio::null());
+    let mut conn = loop {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let hello = read_until(&mut conn, "contest: type lines");
+    assert!(hello.contains("umlvm ") && hello.contains("(guest con1)"), "{hello:?}");
+    conn.write_all(b"typed over telnet\r\n").unwrap();
+    read_until(&mut conn, "echo: typed over telnet\r\n");
+    conn.write_all(b"quit\r\n").unwrap();
+    let (status, out, _) = finish(child);
+    assert_eq!(status, Some(0));
+    assert!(out.contains("contest tty1: ok (1 lines echoed)"), "{out}");
+}
+
+#[test]
+fn con0_on_a_port_waits_for_its_connection() {
+    let port = free_port();
+    let mut child = spawn(&[&format!("con0=port:{port}"), "selftest=none"], Stdio::null());
+    let mut err = child.stderr.take().unwrap();
+    read_until(&mut err, &format!("con0 is waiting for a connection on port {port}"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(child.try_wait().unwrap().is_none(), "the machine must wait for con0's connection");
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    read_until(&mut conn, "Kernel-only boot complete");
+    child.stderr = Some(err);
+    let (status, _, _) = finish(child);
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn pty_channel_is_announced_and_usable() {
+    let mut child = spawn(&["con1=pty", "selftest=none", "contest=tty1"], Stdio::null());
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let path = line
+        .trim()
+        .strip_prefix("umlvm: con1 attached to ")
+        .unwrap_or_else(|| panic!("no announcement: {line:?}"))
+        .to_string();
+    assert!(path.starts_with("/dev/pts/"), "{path}");
+    let mut pty = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    read_until(&mut pty, "contest: type lines");
+    pty.write_all(b"via the pty\r").unwrap();
+    read_until(&mut pty, "echo: via the pty\r\n");
+    pty.write_all(b"quit\r").unwrap();
+    child.stderr = Some(err.into_inner());
+    let (status, _, _) = finish(child);
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn bad_console_switches_are_refused() {
+    umlvm(&["run", "con0=bogus"]).assert_one_line_error("con0=bogus: unknown channel");
+    umlvm(&["run", "con7=pty"]).assert_one_line_error("con7=pty: unit out of range");
+    umlvm(&["run", "con1=xterm"]).assert_one_line_error("con1=xterm: the xterm channel is not supported yet");
+    umlvm(&["run", "con1=tty:/dev/does-not-exist"])
+        .assert_one_line_error("con1=tty:/dev/does-not-exist: cannot open");
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    umlvm(&["run", &format!("con1=port:{port}")])
+        .assert_one_line_error(&format!("con1=port:{port}: cannot listen"));
+}
