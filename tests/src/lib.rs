@@ -194,3 +194,44 @@ pub fn number_after(text: &str, prefix: &str) -> Option<u64> {
     let digits: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
 }
+
+/// A pseudo-terminal for tests that need umlvm's stdin to be a terminal.
+pub mod pty {
+    use std::fs::File;
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    /// Opens a pty pair: (master, slave).
+    pub fn open() -> (File, File) {
+        // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a descriptor we own; the name
+        // buffer is large enough and NUL-terminated by ptsname_r on success.
+        unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(m >= 0, "posix_openpt");
+            assert_eq!(libc::grantpt(m), 0);
+            assert_eq!(libc::unlockpt(m), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+            let path = std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
+            let master = File::from_raw_fd(m);
+            let slave =
+                std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open pty slave");
+            (master, slave)
+        }
+    }
+
+    /// Whether the terminal is in canonical (cooked) mode, as a fresh terminal is.
+    pub fn is_canonical(f: &File) -> bool {
+        // SAFETY: termios is plain data that tcgetattr fills.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(f.as_raw_fd(), &mut t), 0, "tcgetattr");
+            t.c_lflag & libc::ICANON != 0
+        }
+    }
+
+    /// Sends SIGTERM to a child we started.
+    pub fn terminate(child: &std::process::Child) {
+        // SAFETY: kill with the PID of our own child and a plain signal number.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+}

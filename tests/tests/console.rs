@@ -195,3 +195,35 @@ fn bad_console_switches_are_refused() {
     umlvm(&["run", &format!("con1=port:{port}")])
         .assert_one_line_error(&format!("con1=port:{port}: cannot listen"));
 }
+
+/// con0 on a host terminal is put in raw mode and restored on every way out: a normal
+/// power-off, a guest panic, and a signal.
+#[test]
+fn host_terminal_is_raw_while_running_and_restored_after() {
+    use umlvm_tests::pty;
+    for case in ["poweroff", "panic", "signal"] {
+        let (_master, slave) = pty::open();
+        assert!(pty::is_canonical(&slave));
+        let switches: &[&str] = match case {
+            "poweroff" => &["selftest=none"],
+            "panic" => &["selftest=none", "crash=panic"],
+            _ => &["selftest=none", "ticks=20000"],
+        };
+        let mut child = spawn(switches, Stdio::from(slave.try_clone().unwrap()));
+        let mut out = child.stdout.take().unwrap();
+        read_until(&mut out, "Boot time:");
+        assert!(!pty::is_canonical(&slave), "{case}: con0's terminal is raw while the machine runs");
+        if case == "signal" {
+            pty::terminate(&child);
+        }
+        child.stdout = Some(out);
+        let (status, _, _) = finish(child);
+        let expected = match case {
+            "poweroff" => 0,
+            "panic" => 101,
+            _ => 128 + 15,
+        };
+        assert_eq!(status, Some(expected), "{case}");
+        assert!(pty::is_canonical(&slave), "{case}: terminal restored");
+    }
+}
