@@ -111,6 +111,24 @@ impl VirtioDevice for Block {
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
 
     fn process_queue(&mut self, _index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
+        // While we work the driver need not notify us (each notification is a VM exit);
+        // re-enabling tells us whether more arrived meanwhile.
+        let mut used_any = false;
+        loop {
+            let _ = queue.disable_notification(mem);
+            used_any |= self.drain(queue, mem);
+            match queue.enable_notification(mem) {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
+        used_any && queue.needs_notification(mem).unwrap_or(true)
+    }
+}
+
+impl Block {
+    /// Completes every available request; returns whether any was.
+    fn drain(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
         let mut used_any = false;
         while let Some(chain) = queue.pop_descriptor_chain(mem) {
             let head = chain.head_index();
@@ -141,7 +159,7 @@ impl VirtioDevice for Block {
             self.completed += 1;
             used_any = true;
         }
-        used_any && queue.needs_notification(mem).unwrap_or(true)
+        used_any
     }
 }
 
