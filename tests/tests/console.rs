@@ -227,3 +227,28 @@ fn host_terminal_is_raw_while_running_and_restored_after() {
         assert!(pty::is_canonical(&slave), "{case}: terminal restored");
     }
 }
+
+#[test]
+fn consoles_can_share_a_port() {
+    // Two consoles on one port: each connection gets the next free console.
+    let port = free_port();
+    let child = spawn(
+        &[&format!("con1=port:{port}"), &format!("con2=port:{port}"), "selftest=none", "contest=tty2"],
+        Stdio::null(),
+    );
+    let connect = || loop {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut first = connect();
+    read_until(&mut first, "(guest con1)");
+    let mut second = connect();
+    read_until(&mut second, "(guest con2)");
+    read_until(&mut second, "contest: type lines");
+    second.write_all(b"quit\r\n").unwrap();
+    let (status, _, _) = finish(child);
+    assert_eq!(status, Some(0));
+}
