@@ -246,8 +246,8 @@ fn consoles_can_share_a_port() {
     let mut first = connect();
     read_until(&mut first, "(guest con1)");
     let mut second = connect();
-    read_until(&mut second, "(guest con2)");
-    read_until(&mut second, "contest: type lines");
+    let seen = read_until(&mut second, "contest: type lines");
+    assert!(seen.contains("(guest con2)"), "{seen:?}");
     second.write_all(b"quit\r\n").unwrap();
     let (status, _, _) = finish(child);
     assert_eq!(status, Some(0));
