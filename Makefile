@@ -5,7 +5,7 @@ CARGO       ?= cargo
 GUEST_TARGET = x86_64-unknown-none
 GUEST_DIR    = guest-kernel
 # Debian packages the tests use as judges and guest userland (installed when missing).
-DEB_PACKAGES = util-linux uml-utilities
+DEB_PACKAGES = util-linux uml-utilities xvfb xterm xdotool
 
 .PHONY: all run test bench setup setup-rust setup-debian build build-release check-kvm fmt clippy lint clean
 

@@ -187,7 +187,6 @@ fn pty_channel_is_announced_and_usable() {
 fn bad_console_switches_are_refused() {
     umlvm(&["run", "con0=bogus"]).assert_one_line_error("con0=bogus: unknown channel");
     umlvm(&["run", "con7=pty"]).assert_one_line_error("con7=pty: unit out of range");
-    umlvm(&["run", "con1=xterm"]).assert_one_line_error("con1=xterm: the xterm channel is not supported yet");
     umlvm(&["run", "con1=tty:/dev/does-not-exist"])
         .assert_one_line_error("con1=tty:/dev/does-not-exist: cannot open");
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -251,4 +250,103 @@ fn consoles_can_share_a_port() {
     second.write_all(b"quit\r\n").unwrap();
     let (status, _, _) = finish(child);
     assert_eq!(status, Some(0));
+}
+
+/// A virtual X display for the xterm channel test, stopped (by PID) when dropped.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Self {
+        let n = (60..90)
+            .map(|i| i + std::process::id() % 7)
+            .find(|n| !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
+            .expect("a free display number");
+        let child = Command::new("Xvfb")
+            .args([
+                format!(":{n}"),
+                "-nolisten".into(),
+                "tcp".into(),
+                "-screen".into(),
+                "0".into(),
+                "1024x768x24".into(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (package xvfb, installed by make) must be available");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            assert!(Instant::now() < deadline, "Xvfb did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, display: format!(":{n}") }
+    }
+
+    fn xdotool(&self, args: &[&str]) -> String {
+        self.xdotool_ok(args).1
+    }
+
+    fn xdotool_ok(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xdotool (installed by make)");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn xterm_channel_opens_a_terminal_window() {
+    require_kvm();
+    let x = Xvfb::start();
+    let child = Command::new(umlvm_bin())
+        .args(["run", "con1=xterm", "selftest=none", "contest=tty1"])
+        .env("DISPLAY", &x.display)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Wait for the window to be on screen, then give it the keyboard focus (there is no
+    // window manager to do it).
+    loop {
+        let ids = x.xdotool(&["search", "--onlyvisible", "--name", "^umlvm con1$"]);
+        if let Some(id) = ids.lines().next()
+            && x.xdotool_ok(&["windowfocus", "--sync", id]).0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no visible xterm window titled 'umlvm con1'");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    x.xdotool(&["type", "--delay", "20", "typed in a window"]);
+    x.xdotool(&["key", "Return"]);
+    x.xdotool(&["type", "--delay", "20", "quit"]);
+    x.xdotool(&["key", "Return"]);
+    let (status, out, err) = finish(child);
+    assert_eq!(status, Some(0), "{out}\n{err}");
+    assert!(out.contains("contest tty1: ok (1 lines echoed)"), "{out}");
+    // umlvm closed the window it opened.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(x.xdotool(&["search", "--name", "^umlvm con1$"]).trim().is_empty(), "the xterm outlived umlvm");
+}
+
+#[test]
+fn missing_terminal_emulator_is_reported() {
+    umlvm(&["run", "xterm=no-such-terminal,-T,-e", "con1=xterm"])
+        .assert_one_line_error("con1=xterm: cannot start no-such-terminal");
+    umlvm(&["run", "xterm=xterm,-T"])
+        .assert_one_line_error("xterm=xterm,-T: expected xterm=PROGRAM,TITLE_SWITCH,EXEC_SWITCH");
 }

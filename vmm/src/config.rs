@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use umlvm_boot::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
 use umlvm_devices::ubd::{self, UbdError, UbdSpec};
-use umlvm_devices::virtio::console::{self, ChannelError, ConsoleKind, ConsoleName, ConsoleSpec};
+use umlvm_devices::virtio::console::{
+    self, ChannelError, ConsoleKind, ConsoleName, ConsoleSpec, TerminalEmulator,
+};
 
 /// The image UML boots when no `ubd0=` is given, if it exists in the current directory.
 pub const DEFAULT_ROOT_FS: &str = "root_fs";
@@ -62,6 +64,8 @@ pub struct VmConfig {
     pub ubd: Vec<UbdSpec>,
     /// Consoles and serial lines to create, with their channels.
     pub consoles: Vec<(ConsoleName, ConsoleSpec)>,
+    /// The terminal emulator for `xterm` channels (`xterm=`).
+    pub xterm: TerminalEmulator,
     /// Reporting level.
     pub verbosity: Verbosity,
 }
@@ -180,6 +184,7 @@ impl VmConfig {
             cmdline: String::new(),
             ubd: Vec::new(),
             consoles: Vec::new(),
+            xterm: TerminalEmulator::default(),
             verbosity: if cli.verbose > 0 { Verbosity::Verbose } else { Verbosity::Quiet },
         };
         let mut ubds: Vec<(UbdSpec, String)> = Vec::new();
@@ -248,6 +253,12 @@ impl VmConfig {
                             });
                         }
                     }
+                }
+                Some(("xterm", v)) => {
+                    cfg.xterm = TerminalEmulator::parse(v).ok_or_else(|| ConfigError::BadSwitch {
+                        input: sw.clone(),
+                        why: "expected xterm=PROGRAM,TITLE_SWITCH,EXEC_SWITCH (e.g. xterm,-T,-e)",
+                    })?;
                 }
                 Some(("init" | "root", "")) => {
                     return Err(ConfigError::BadSwitch { input: sw.clone(), why: "needs a value" });

@@ -37,6 +37,13 @@ enum Command {
     /// Inspect or create UML COW files.
     #[command(subcommand)]
     Cow(tools::CowCommand),
+    /// Runs inside a terminal window for an `xterm` console channel: hands the window's
+    /// terminal to umlvm and waits (UML's port-helper).
+    #[command(hide = true)]
+    XtermHelper {
+        /// umlvm's socket.
+        socket: PathBuf,
+    },
     /// Write the embedded guest kernel ELF (with symbols, for gdb or --kernel) to FILE.
     DumpKernel {
         /// Where to write it.
@@ -148,6 +155,22 @@ fn main() -> ExitCode {
                 );
             }
             ExitCode::from(status)
+        }
+        Command::XtermHelper { socket } => {
+            use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+            let sent = std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.connect(&socket).map(|_| s))
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.send_with_fd(&b"umlvm"[..], 0).map_err(|e| e.to_string()));
+            if let Err(e) = sent {
+                eprintln!("umlvm: xterm helper: {}: {e}", socket.display());
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                return ExitCode::from(exit::CONFIG_ERROR);
+            }
+            // Keep the terminal open until the window goes (SIGHUP) or umlvm closes it.
+            loop {
+                std::thread::park();
+            }
         }
         Command::Moo(args) => match tools::moo(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -120,10 +120,14 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         .map(|spec| Ok((spec.clone(), umlvm_devices::disk::SharedDisk::new(umlvm_devices::ubd::open(spec)?))))
         .collect::<Result<Vec<_>, RunError>>()?;
     let mut ports = crate::devices::PortConnections::default();
+    let xterm = umlvm_devices::virtio::console::XtermSetup {
+        emulator: cfg.xterm.clone(),
+        helper: std::env::current_exe().unwrap_or_else(|_| "umlvm".into()),
+    };
     let consoles = cfg
         .consoles
         .iter()
-        .map(|(name, spec)| umlvm_devices::virtio::console::open(*name, spec, &mut ports.servers))
+        .map(|(name, spec)| umlvm_devices::virtio::console::open(*name, spec, &mut ports.servers, &xterm))
         .collect::<Result<Vec<_>, _>>()?;
     for c in &consoles {
         if let Some(a) = &c.announce {

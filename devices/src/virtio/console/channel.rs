@@ -8,6 +8,7 @@
 //! | `tty:DEV` | the terminal device | the same |
 //! | `port:N` | a telnet connection on 127.0.0.1:N (several devices may share a port: each connection gets the next free one) | the same; up to 64 KiB are kept for the first connection |
 //! | `file:PATH` | none | appended to PATH |
+//! | `xterm` | a new terminal window running umlvm's helper, which passes the window's terminal back (see [`TerminalEmulator`]) | the same |
 //! | `null` | none | discarded |
 //! | `none` | no device at all | |
 
@@ -62,6 +63,8 @@ pub enum ChannelSpec {
     Tty(PathBuf),
     /// A telnet port on loopback.
     Port(u16),
+    /// A terminal window of its own.
+    Xterm,
     /// Output appended to a file.
     File(PathBuf),
     /// Discard output, no input.
@@ -93,6 +96,7 @@ pub enum ChannelError {
 fn parse_channel(s: &str) -> Option<ChannelSpec> {
     Some(match s {
         "pty" | "pts" => ChannelSpec::Pty,
+        "xterm" => ChannelSpec::Xterm,
         "null" => ChannelSpec::Null,
         "none" => ChannelSpec::None,
         _ => {
@@ -131,13 +135,7 @@ pub fn parse_switch(
             Err(_) => return Ok(None),
         }
     };
-    if value == "xterm" {
-        return Err(ChannelError::BadSwitch(
-            input,
-            "the xterm channel is not supported yet; use pty and attach a terminal to the announced /dev/pts/N",
-        ));
-    }
-    let unknown = "unknown channel (fd:N, pty, pts, tty:DEV, port:N, file:PATH, null, none; IN,OUT for separate input and output)";
+    let unknown = "unknown channel (fd:N, pty, pts, tty:DEV, port:N, xterm, file:PATH, null, none; IN,OUT for separate input and output)";
     let spec = match value.split_once(',') {
         Some((i, o)) => ConsoleSpec {
             input: parse_channel(i).ok_or_else(|| ChannelError::BadSwitch(input.clone(), unknown))?,
@@ -225,6 +223,98 @@ impl SharedOutput {
     }
 }
 
+/// The terminal emulator for `xterm` channels: UML's `xterm=PROGRAM,TITLE_SWITCH,EXEC_SWITCH`
+/// switch (default `xterm,-T,-e`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TerminalEmulator {
+    /// The program.
+    pub program: String,
+    /// The switch that sets the window title.
+    pub title_switch: String,
+    /// The switch that runs a command instead of a shell.
+    pub exec_switch: String,
+}
+
+impl Default for TerminalEmulator {
+    fn default() -> Self {
+        Self { program: "xterm".into(), title_switch: "-T".into(), exec_switch: "-e".into() }
+    }
+}
+
+impl TerminalEmulator {
+    /// Parses the value of `xterm=`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(',');
+        let (p, t, e) = (parts.next()?, parts.next()?, parts.next()?);
+        (parts.next().is_none() && !p.is_empty() && !t.is_empty() && !e.is_empty()).then(|| Self {
+            program: p.into(),
+            title_switch: t.into(),
+            exec_switch: e.into(),
+        })
+    }
+}
+
+/// A terminal window umlvm started for a console; closed (by PID) when umlvm is done with it.
+pub struct XtermWindow(Mutex<std::process::Child>);
+
+impl Drop for XtermWindow {
+    fn drop(&mut self) {
+        if let Ok(child) = self.0.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts a terminal window running `helper socket` (umlvm's xterm helper, which sends back
+/// its terminal descriptor, as UML's port-helper does) and returns that terminal.
+fn open_xterm(
+    label: &str,
+    emulator: &TerminalEmulator,
+    helper: &std::path::Path,
+) -> Result<(File, XtermWindow), ChannelError> {
+    use std::os::unix::net::UnixDatagram;
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let fail = |what: &str, e: io::Error| ChannelError::Open(format!("{label}=xterm: {what}"), e);
+    let dir = std::env::temp_dir();
+    let socket = dir.join(format!("umlvm-xterm-{}-{label}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let sock = UnixDatagram::bind(&socket).map_err(|e| fail("cannot make the helper socket", e))?;
+    let child = std::process::Command::new(&emulator.program)
+        .arg(&emulator.title_switch)
+        .arg(format!("umlvm {label}"))
+        .arg(&emulator.exec_switch)
+        .arg(helper)
+        .arg("xterm-helper")
+        .arg(&socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&socket);
+            fail(&format!("cannot start {}", emulator.program), e)
+        })?;
+    let window = XtermWindow(Mutex::new(child));
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut buf = [0u8; 16];
+    let received = sock.recv_with_fd(&mut buf);
+    let _ = std::fs::remove_file(&socket);
+    match received {
+        Ok((_, Some(tty))) => {
+            let _ = crate::sys::make_raw(std::os::fd::AsRawFd::as_raw_fd(&tty));
+            Ok((tty, window))
+        }
+        Ok((_, None)) => {
+            Err(fail("the terminal's helper sent no descriptor", io::Error::from(io::ErrorKind::InvalidData)))
+        }
+        Err(e) => Err(fail(
+            &format!("{} did not start its helper within 10 s (is DISPLAY set?)", emulator.program),
+            io::Error::from_raw_os_error(e.errno()),
+        )),
+    }
+}
+
 /// A console device's host side, kept across reboots.
 #[derive(Clone)]
 pub struct OpenedChannel {
@@ -240,6 +330,8 @@ pub struct OpenedChannel {
     pub port: Option<u16>,
     /// What to tell the user (`con1 attached to /dev/pts/3`).
     pub announce: Option<String>,
+    /// The terminal window of an `xterm` channel.
+    pub window: Option<Arc<XtermWindow>>,
 }
 
 impl OpenedChannel {
@@ -326,18 +418,40 @@ pub fn strip_telnet(input: &[u8], state: &mut u8) -> Vec<u8> {
     out
 }
 
+/// Where `xterm` channels get their terminal.
+#[derive(Clone, Debug)]
+pub struct XtermSetup {
+    /// The emulator to start.
+    pub emulator: TerminalEmulator,
+    /// The umlvm binary, whose `xterm-helper` subcommand runs inside the window.
+    pub helper: PathBuf,
+}
+
 /// Opens the channels of `name` per `spec`. Ports are bound in `ports` (a port already in use
 /// by another program is an error).
 pub fn open(
     name: ConsoleName,
     spec: &ConsoleSpec,
     ports: &mut PortServers,
+    xterm: &XtermSetup,
 ) -> Result<OpenedChannel, ChannelError> {
     let label = format!("{name}");
     let mut input_fd = None;
     let mut port = None;
     let mut announce = None;
     let mut pty_master: Option<Arc<File>> = None;
+    let mut window = None;
+    let mut xterm_tty: Option<Arc<File>> = None;
+    let mut open_window = |window: &mut Option<Arc<XtermWindow>>| -> Result<Arc<File>, ChannelError> {
+        if let Some(t) = &xterm_tty {
+            return Ok(t.clone());
+        }
+        let (tty, w) = open_xterm(&label, &xterm.emulator, &xterm.helper)?;
+        let tty = Arc::new(tty);
+        *window = Some(Arc::new(w));
+        xterm_tty = Some(tty.clone());
+        Ok(tty)
+    };
     let mut open_pty = |announce: &mut Option<String>| -> Result<Arc<File>, ChannelError> {
         if let Some(m) = &pty_master {
             return Ok(m.clone());
@@ -360,6 +474,7 @@ pub fn open(
             input_fd = Some(Arc::new(f));
         }
         ChannelSpec::Port(p) => port = Some(*p),
+        ChannelSpec::Xterm => input_fd = Some(open_window(&mut window)?),
         ChannelSpec::File(_) | ChannelSpec::Null | ChannelSpec::None => {}
     }
     let output = match &spec.output {
@@ -378,6 +493,10 @@ pub fn open(
             port = Some(*p);
             OutputState::Waiting(VecDeque::new())
         }
+        ChannelSpec::Xterm => {
+            let tty = open_window(&mut window)?;
+            OutputState::Writer(Box::new(tty.try_clone().map_err(|e| ChannelError::Open(label.clone(), e))?))
+        }
         ChannelSpec::File(path) => {
             let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
                 ChannelError::Open(format!("{label}=file:{}: cannot open", path.display()), e)
@@ -393,6 +512,7 @@ pub fn open(
         input_fd,
         port,
         announce,
+        window,
     };
     if let Some(p) = port {
         if let std::collections::hash_map::Entry::Vacant(slot) = ports.listeners.entry(p) {
@@ -455,7 +575,6 @@ mod tests {
             ("con0", "fd:x", "unknown channel"),
             ("con0", "port:0", "unknown channel"),
             ("con9", "pty", "out of range"),
-            ("con1", "xterm", "not supported yet"),
         ] {
             let e = parse_switch(k, v).unwrap_err().to_string();
             assert!(e.starts_with(&format!("{k}={v}: ")) && e.contains(why), "{e}");
@@ -477,6 +596,14 @@ mod tests {
         assert_eq!(r[1].1, spec(ChannelSpec::Pty, ChannelSpec::Pty));
         let defaults = resolve(&HashMap::new(), &BTreeMap::new());
         assert_eq!(defaults, vec![(con(0), spec(ChannelSpec::Fd(0), ChannelSpec::Fd(1)))]);
+    }
+
+    #[test]
+    fn terminal_emulator_switch() {
+        assert_eq!(TerminalEmulator::parse("gnome-terminal,-t,-x").unwrap().exec_switch, "-x");
+        assert!(TerminalEmulator::parse("xterm,-T").is_none());
+        assert!(TerminalEmulator::parse("a,b,c,d").is_none());
+        assert_eq!(parse_switch("con1", "xterm").unwrap().unwrap().2.input, ChannelSpec::Xterm);
     }
 
     #[test]
