@@ -66,6 +66,9 @@ pub struct VmConfig {
     pub consoles: Vec<(ConsoleName, ConsoleSpec)>,
     /// The terminal emulator for `xterm` channels (`xterm=`).
     pub xterm: TerminalEmulator,
+    /// Base directory for umid directories (`uml_dir=`, `--uml-dir`; default `$UML_DIR` or
+    /// `~/.uml`).
+    pub uml_dir: Option<PathBuf>,
     /// Reporting level.
     pub verbosity: Verbosity,
 }
@@ -169,6 +172,8 @@ pub struct CliInput {
     pub rootfs: Option<PathBuf>,
     /// `--ubd N=SPEC` flags.
     pub ubd: Vec<String>,
+    /// `--uml-dir DIR`.
+    pub uml_dir: Option<PathBuf>,
     /// Positional UML-style switches, in order.
     pub switches: Vec<String>,
 }
@@ -185,6 +190,7 @@ impl VmConfig {
             ubd: Vec::new(),
             consoles: Vec::new(),
             xterm: TerminalEmulator::default(),
+            uml_dir: cli.uml_dir.clone(),
             verbosity: if cli.verbose > 0 { Verbosity::Verbose } else { Verbosity::Quiet },
         };
         let mut ubds: Vec<(UbdSpec, String)> = Vec::new();
@@ -254,6 +260,7 @@ impl VmConfig {
                         }
                     }
                 }
+                Some(("uml_dir", v)) if !v.is_empty() => cfg.uml_dir = Some(PathBuf::from(v)),
                 Some(("xterm", v)) => {
                     cfg.xterm = TerminalEmulator::parse(v).ok_or_else(|| ConfigError::BadSwitch {
                         input: sw.clone(),

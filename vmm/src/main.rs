@@ -5,10 +5,12 @@ mod devices;
 mod exit;
 mod kvm;
 mod logger;
+mod mconsole;
 mod run;
 mod symbolize;
 mod sys;
 mod tools;
+mod umid;
 mod vcpu;
 mod vm;
 
@@ -32,6 +34,25 @@ enum Command {
     Run(RunArgs),
     /// Describe this host's KVM: kind (hardware or PVM), capabilities, the mode guests get.
     Info,
+    /// Talk to a running machine's management console (as uml_mconsole): one command, or
+    /// an interactive prompt without one.
+    Mconsole {
+        /// The machine's umid, or the path of its mconsole socket.
+        #[arg(value_name = "UMID")]
+        target: String,
+        /// The command (version, help, halt, reboot, stop, go, config DEV, ...).
+        #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+        command: Vec<String>,
+        /// Base directory of machine directories (default $UML_DIR or ~/.uml).
+        #[arg(long, value_name = "DIR")]
+        uml_dir: Option<PathBuf>,
+    },
+    /// List running machines: umid, pid, uptime.
+    List {
+        /// Base directory of machine directories (default $UML_DIR or ~/.uml).
+        #[arg(long, value_name = "DIR")]
+        uml_dir: Option<PathBuf>,
+    },
     /// Merge a UML COW file with its backing file (uml_moo).
     Moo(tools::MooArgs),
     /// Inspect or create UML COW files.
@@ -72,6 +93,9 @@ struct RunArgs {
     /// Block device N: an image, or COW,BACKING (same as ubdN=SPEC); repeatable.
     #[arg(long, value_name = "N=SPEC")]
     ubd: Vec<String>,
+    /// Base directory for machine directories (same as uml_dir=; default $UML_DIR or ~/.uml).
+    #[arg(long, value_name = "DIR")]
+    uml_dir: Option<PathBuf>,
     /// Report host kind, guest mode and timings on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -129,6 +153,7 @@ fn main() -> ExitCode {
                 umid: args.umid,
                 rootfs: args.rootfs,
                 ubd: args.ubd,
+                uml_dir: args.uml_dir,
                 verbose: args.verbose,
                 switches: args.switches,
             };
@@ -172,6 +197,10 @@ fn main() -> ExitCode {
                 std::thread::park();
             }
         }
+        Command::Mconsole { target, command, uml_dir } => {
+            mconsole_client(&target, &command, uml_dir.as_deref())
+        }
+        Command::List { uml_dir } => list_machines(uml_dir.as_deref()),
         Command::Moo(args) => match tools::moo(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -201,4 +230,90 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The socket of `target`: a path, or a umid under the base directory.
+fn mconsole_socket(target: &str, uml_dir: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    if target.contains('/') {
+        return Ok(PathBuf::from(target));
+    }
+    let base = umid::base_dir(uml_dir).map_err(|e| e.to_string())?;
+    Ok(base.join(target).join("mconsole"))
+}
+
+fn mconsole_client(target: &str, command: &[String], uml_dir: Option<&std::path::Path>) -> ExitCode {
+    let socket = match mconsole_socket(target, uml_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("umlvm: {e}");
+            return ExitCode::from(exit::CONFIG_ERROR);
+        }
+    };
+    if !socket.exists() {
+        eprintln!("umlvm: {}: no such machine (no mconsole socket)", socket.display());
+        return ExitCode::from(exit::CONFIG_ERROR);
+    }
+    let run_one = |line: &str| -> bool {
+        match mconsole::send_command(&socket, line) {
+            Ok((err, text)) => {
+                println!("{} {text}", if err { "ERR" } else { "OK" });
+                !err
+            }
+            Err(e) => {
+                eprintln!("umlvm: {}: {e}", socket.display());
+                false
+            }
+        }
+    };
+    if !command.is_empty() {
+        return if run_one(&command.join(" ")) { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    // Interactive: a prompt when on a terminal; `quit` or end of input leaves.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut ok = true;
+    loop {
+        if tty {
+            print!("({target}) ");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim();
+        if line == "quit" {
+            break;
+        }
+        if !line.is_empty() {
+            ok = run_one(line);
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn list_machines(uml_dir: Option<&std::path::Path>) -> ExitCode {
+    let base = match umid::base_dir(uml_dir) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("umlvm: {e}");
+            return ExitCode::from(exit::CONFIG_ERROR);
+        }
+    };
+    println!("{:<20} {:>8} {:>10}", "UMID", "PID", "UPTIME");
+    let mut entries: Vec<_> = std::fs::read_dir(&base).map(|d| d.flatten().collect()).unwrap_or_default();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let dir = e.path();
+        let Some(pid) = umid::read_pid(&dir) else { continue };
+        if !umid::alive(pid) {
+            continue;
+        }
+        let uptime = std::fs::metadata(dir.join("pid"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or("?".into(), |d| format!("{}s", d.as_secs()));
+        println!("{:<20} {:>8} {:>10}", e.file_name().to_string_lossy(), pid, uptime);
+    }
+    ExitCode::SUCCESS
 }

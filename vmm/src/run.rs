@@ -51,6 +51,12 @@ pub enum RunError {
     /// A console channel could not be opened.
     #[error(transparent)]
     Console(#[from] umlvm_devices::virtio::console::ChannelError),
+    /// The umid directory could not be set up.
+    #[error(transparent)]
+    Umid(#[from] crate::umid::UmidError),
+    /// The mconsole socket could not be made.
+    #[error("{}: cannot make the mconsole socket", .0.display())]
+    Mconsole(std::path::PathBuf, #[source] std::io::Error),
 }
 
 impl RunError {
@@ -135,6 +141,24 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         }
     }
     let kvm = crate::kvm::open()?;
+    // The machine's name, directory and management console.
+    let umid = cfg.umid.clone().unwrap_or_else(crate::umid::random_umid);
+    let umid_dir = crate::umid::UmidDir::create(&crate::umid::base_dir(cfg.uml_dir.as_deref())?, &umid)?;
+    let control = Arc::new(crate::mconsole::Control::default());
+    crate::sys::install_kick_handler();
+    let version = match &cfg.kernel {
+        KernelSource::Embedded => {
+            format!("umlvm-kernel {} (umlvm {})", env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_VERSION"))
+        }
+        KernelSource::File(p) => format!("{} (umlvm {})", p.display(), env!("CARGO_PKG_VERSION")),
+    };
+    let mut device_list: Vec<(String, String)> =
+        cfg.ubd.iter().map(|u| (format!("ubd{}", u.index), describe_ubd(u))).collect();
+    device_list.extend(cfg.consoles.iter().map(|(n, s)| (n.to_string(), describe_console(s))));
+    let socket_path = umid_dir.mconsole_path();
+    let server = crate::mconsole::Server::bind(&socket_path, control.clone(), version, device_list)
+        .map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
+    log::info!("{}: mconsole (version 2) initialized on {}", umid_dir.umid, socket_path.display());
     // con0 on the host terminal: raw mode, restored on every way out.
     let _raw = consoles
         .iter()
@@ -176,7 +200,8 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
             }
         }
         let mem = machine.mem.clone();
-        let outcome = run_machine(machine, &consoles, &ports)?;
+        let mconsole = server.try_clone().map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
+        let outcome = run_machine(machine, &consoles, &ports, mconsole, &control)?;
         match outcome {
             Outcome::PowerOff(status) => return Ok(status),
             Outcome::Reboot => {
@@ -235,6 +260,8 @@ fn run_machine(
     machine: vm::Machine,
     consoles: &[umlvm_devices::virtio::console::OpenedChannel],
     ports: &Arc<Mutex<crate::devices::PortConnections>>,
+    mconsole: crate::mconsole::Server,
+    control: &crate::mconsole::Control,
 ) -> Result<Outcome, RunError> {
     let vm::Machine { vm, mut vcpu, mem, devices, .. } = machine;
     let done_evt = EventFd::new(EFD_NONBLOCK).map_err(RunError::EventFd)?;
@@ -258,10 +285,12 @@ fn run_machine(
     events
         .add_subscriber(Arc::new(Mutex::new(crate::devices::PortSubscriber::new(ports.clone(), transports))));
     let bus = devices.bus();
+    events.add_subscriber(Arc::new(Mutex::new(mconsole)));
 
     let outcome = std::thread::scope(|scope| {
         let vcpu_thread = std::thread::Builder::new().name("vcpu0".into()).spawn_scoped(scope, || {
-            let mut ctx = ExitContext { mem: &mem, vm: &vm, console: std::io::stdout(), max_gsi: 24, bus };
+            let mut ctx =
+                ExitContext { mem: &mem, vm: &vm, console: std::io::stdout(), max_gsi: 24, bus, control };
             let outcome = vcpu::run(&mut vcpu, &mut ctx);
             let _ = thread_evt.write(1);
             outcome
@@ -279,4 +308,28 @@ fn run_machine(
         Ok(vcpu_thread.join().unwrap_or(Outcome::Unexpected("vCPU thread panicked".into(), String::new())))
     })?;
     Ok(outcome)
+}
+
+/// How `config ubdN` describes a device (as on the command line).
+fn describe_ubd(u: &umlvm_devices::ubd::UbdSpec) -> String {
+    match &u.backing {
+        Some(b) => format!("{},{}", u.file.display(), b.display()),
+        None => u.file.display().to_string(),
+    }
+}
+
+/// How `config conN` describes a console (as on the command line).
+fn describe_console(s: &umlvm_devices::virtio::console::ConsoleSpec) -> String {
+    use umlvm_devices::virtio::console::ChannelSpec;
+    let one = |c: &ChannelSpec| match c {
+        ChannelSpec::Fd(n) => format!("fd:{n}"),
+        ChannelSpec::Pty => "pty".into(),
+        ChannelSpec::Tty(d) => format!("tty:{}", d.display()),
+        ChannelSpec::Port(p) => format!("port:{p}"),
+        ChannelSpec::Xterm => "xterm".into(),
+        ChannelSpec::File(p) => format!("file:{}", p.display()),
+        ChannelSpec::Null => "null".into(),
+        ChannelSpec::None => "none".into(),
+    };
+    if s.input == s.output { one(&s.input) } else { format!("{},{}", one(&s.input), one(&s.output)) }
 }

@@ -82,6 +82,7 @@ extern "C" fn restore_and_exit(sig: libc::c_int) {
     if let Some((fd, t)) = SAVED_TERMIOS.get() {
         umlvm_devices::virtio::console::restore_terminal(*fd, t);
     }
+    crate::umid::cleanup_from_signal();
     // SAFETY: _exit is async-signal-safe and ends the process at once.
     unsafe { libc::_exit(128 + sig) };
 }
@@ -96,10 +97,7 @@ impl RawTerminal {
         }
         let saved = umlvm_devices::virtio::console::make_terminal_raw(fd).ok()?;
         let _ = SAVED_TERMIOS.set((fd, saved));
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
-            // SAFETY: installs an async-signal-safe handler (tcsetattr and _exit only).
-            unsafe { libc::signal(sig, restore_and_exit as *const () as libc::sighandler_t) };
-        }
+        install_exit_signal_handlers();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if let Some((fd, t)) = SAVED_TERMIOS.get() {
@@ -119,4 +117,49 @@ impl Drop for RawTerminal {
             umlvm_devices::virtio::console::restore_terminal(*fd, t);
         }
     }
+}
+
+/// Installs handlers for SIGTERM, SIGHUP, SIGINT and SIGQUIT that restore the terminal and
+/// remove the umid directory before exiting with 128 + signal.
+pub fn install_exit_signal_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: installs an async-signal-safe handler (tcsetattr, unlink, rmdir, _exit).
+        unsafe { libc::signal(sig, restore_and_exit as *const () as libc::sighandler_t) };
+    }
+}
+
+/// unlink(a), unlink(b), rmdir(c): async-signal-safe cleanup of the umid directory.
+pub fn unlink_and_rmdir(a: &std::ffi::CStr, b: &std::ffi::CStr, c: &std::ffi::CStr) {
+    // SAFETY: unlink and rmdir take NUL-terminated paths and are async-signal-safe.
+    unsafe {
+        libc::unlink(a.as_ptr());
+        libc::unlink(b.as_ptr());
+        libc::rmdir(c.as_ptr());
+    }
+}
+
+/// The calling thread's pthread id.
+pub fn current_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// The signal that kicks a vCPU out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn ignore_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Installs the (empty) handler for [`kick_signal`], so it interrupts KVM_RUN with EINTR
+/// instead of killing the process.
+pub fn install_kick_handler() {
+    let _ = vmm_sys_util::signal::register_signal_handler(kick_signal(), ignore_kick);
+}
+
+/// Sends [`kick_signal`] to thread `thread`.
+pub fn kick(thread: u64) {
+    // SAFETY: `thread` is the pthread id of our vCPU thread, which runs until its machine is
+    // torn down (the caller only kicks it while the machine exists).
+    unsafe { libc::pthread_kill(thread as libc::pthread_t, kick_signal()) };
 }

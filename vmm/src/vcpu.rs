@@ -40,11 +40,19 @@ pub struct ExitContext<'a, W: Write> {
     pub max_gsi: u32,
     /// Device MMIO windows.
     pub bus: crate::devices::MmioBus,
+    /// stop/go/halt/reboot from the management console.
+    pub control: &'a crate::mconsole::Control,
 }
 
 /// Runs the vCPU until the guest stops.
 pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome {
+    ctx.control.vcpu_started();
     loop {
+        match ctx.control.checkpoint() {
+            Some(crate::mconsole::Stop::Halt) => return Outcome::PowerOff(0),
+            Some(crate::mconsole::Stop::Reboot) => return Outcome::Reboot,
+            None => {}
+        }
         let exit = match vcpu.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,

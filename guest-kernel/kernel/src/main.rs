@@ -80,6 +80,13 @@ pub fn kmain(entry: BootEntry) -> ! {
     }
     let failures = selftest::run(&cmdline) + block::selftest(&cmdline) + tty::selftest(&cmdline);
     bench::run(&cmdline);
+    if let Some(Ok(beats)) = cmdline.get_u64("heartbeat") {
+        // A visible sign of life every 100 ms (management-console tests watch it stop).
+        for k in 1..=beats {
+            time::sleep_until(time::now_ns() + 100_000_000);
+            log::info!("heartbeat {k}");
+        }
+    }
     if let Some(ms) = cmdline.get_u64("ticks") {
         match ms {
             Ok(ms) => time::report_ticks(ms, &cmdline),

@@ -1,0 +1,239 @@
+//! End-to-end: the management console. Debian's `uml_mconsole` (package uml-utilities) and
+//! `umlvm mconsole` drive a live machine: version, help, stop/go (the guest's heartbeat stops
+//! and resumes), config queries, reboot, halt; bad datagrams; umid directory rules.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use umlvm_tests::{TempDir, require_kvm, umlvm, umlvm_bin};
+
+/// A machine started with `umid` under `base`, with its stdout collected in the background.
+struct Machine {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+    socket: PathBuf,
+}
+
+impl Machine {
+    fn start(base: &Path, umid: &str, extra: &[&str]) -> Self {
+        require_kvm();
+        let mut args =
+            vec!["run".to_string(), format!("umid={umid}"), "--uml-dir".into(), base.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(umlvm_bin())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let socket = base.join(umid).join("mconsole");
+        let m = Self { child, out, socket };
+        m.wait_for("Boot time:");
+        assert!(m.socket.exists(), "no mconsole socket at {}", m.socket.display());
+        m
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.output().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} in\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn heartbeats(&self) -> usize {
+        self.output().matches("heartbeat ").count()
+    }
+
+    /// Runs Debian's uml_mconsole against this machine: (exit status, output).
+    fn uml_mconsole(&self, command: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new("uml_mconsole")
+            .arg(&self.socket)
+            .args(command)
+            .output()
+            .expect("uml_mconsole (package uml-utilities)");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn wait(mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "machine did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // Only the machine this test started, by PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn uml_mconsole_drives_a_live_machine() {
+    let base = TempDir::new("mc-life");
+    let m = Machine::start(base.path(), "life", &["selftest=none", "heartbeat=150"]);
+    assert_eq!(
+        m.uml_mconsole(&["version"]),
+        (Some(0), format!("OK umlvm-kernel {v} (umlvm {v})", v = env!("CARGO_PKG_VERSION")))
+    );
+    let (status, help) = m.uml_mconsole(&["help"]);
+    assert_eq!(status, Some(0));
+    assert!(help.contains("stop - pause the UML") && help.contains("go - continue"), "{help}");
+    assert_eq!(m.uml_mconsole(&["go"]), (Some(1), "ERR Not stopped".into()));
+    assert_eq!(m.uml_mconsole(&["config", "con0"]), (Some(0), "OK fd:0,fd:1".into()));
+    assert_eq!(m.uml_mconsole(&["frobnicate"]), (Some(1), "ERR Unknown command".into()));
+
+    // stop: the guest's heartbeat (every 100 ms) stops; go: it resumes.
+    m.wait_for("heartbeat 2\r\n");
+    assert_eq!(m.uml_mconsole(&["stop"]), (Some(0), "OK stopped".into()));
+    std::thread::sleep(Duration::from_millis(100));
+    let frozen = m.heartbeats();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(m.heartbeats(), frozen, "the guest ran while stopped");
+    assert_eq!(m.uml_mconsole(&["version"]).0, Some(0), "mconsole answers while stopped");
+    assert_eq!(m.uml_mconsole(&["stop"]), (Some(1), "ERR Already stopped".into()));
+    assert_eq!(m.uml_mconsole(&["go"]), (Some(0), "OK".into()));
+    m.wait_for(&format!("heartbeat {}\r\n", frozen + 2));
+
+    // reboot, then halt: immediate, exit status 0, directory gone.
+    assert_eq!(m.uml_mconsole(&["reboot"]).0, Some(0));
+    m.wait_for("(boot 1)");
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
+    let dir = base.path().join("life");
+    assert_eq!(m.wait(), Some(0));
+    assert!(!dir.exists(), "umid directory left behind");
+}
+
+#[test]
+fn umlvm_mconsole_one_shot_and_interactive() {
+    let base = TempDir::new("mc-own");
+    let m = Machine::start(base.path(), "own", &["selftest=none", "ticks=20000"]);
+    let r = umlvm(&["mconsole", "--uml-dir", base.path().to_str().unwrap(), "own", "version"]);
+    r.assert_status(0).assert_stdout("OK umlvm-kernel ");
+    umlvm(&["mconsole", "--uml-dir", base.path().to_str().unwrap(), "own", "go"])
+        .assert_status(1)
+        .assert_stdout("ERR Not stopped");
+    let list = umlvm(&["list", "--uml-dir", base.path().to_str().unwrap()]);
+    list.assert_status(0).assert_stdout("own ");
+    // Interactive, commands on stdin.
+    let mut child = Command::new(umlvm_bin())
+        .args(["mconsole", m.socket.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"version\nconfig con0\nquit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OK umlvm-kernel") && text.contains("OK fd:0,fd:1"), "{text}");
+    umlvm(&["mconsole", m.socket.to_str().unwrap(), "halt"]).assert_status(0);
+    assert_eq!(m.wait(), Some(0));
+    umlvm(&["mconsole", "--uml-dir", base.path().to_str().unwrap(), "own", "version"])
+        .assert_one_line_error("no such machine");
+}
+
+#[test]
+fn bad_datagrams_do_not_hurt_the_machine() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let base = TempDir::new("mc-bad");
+    let m = Machine::start(base.path(), "bad", &["selftest=none", "ticks=20000"]);
+    let addr =
+        SocketAddr::from_abstract_name(format!("umlvm-test-bad-{}", std::process::id()).as_bytes()).unwrap();
+    let s = UnixDatagram::bind_addr(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = [0u8; 1024];
+    // Plain text (a version-0 client): a bare error text.
+    s.send_to(b"version", &m.socket).unwrap();
+    let n = s.recv(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"ERR Version 0 mconsole clients are not supported by this driver");
+    // Oversized length.
+    let mut big = vec![0u8; 524];
+    big[..4].copy_from_slice(&0xCAFEBABEu32.to_ne_bytes());
+    big[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    big[8..12].copy_from_slice(&5000u32.to_ne_bytes());
+    s.send_to(&big, &m.socket).unwrap();
+    let n = s.recv(&mut reply).unwrap();
+    assert_eq!(&reply[..4], &1u32.to_ne_bytes(), "error reply");
+    assert!(String::from_utf8_lossy(&reply[12..n]).contains("Request too large"));
+    // A flood of garbage (bounded): the machine keeps running and answers the next request.
+    for i in 0..300u32 {
+        let junk: Vec<u8> = (0..(i % 700)).map(|j| (j * 31 + i) as u8).collect();
+        let _ = s.send_to(&junk, &m.socket);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(m.uml_mconsole(&["version"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
+    assert_eq!(m.wait(), Some(0));
+}
+
+#[test]
+fn umid_rules_modes_and_cleanup() {
+    let base = TempDir::new("mc-umid");
+    let m = Machine::start(base.path(), "one", &["selftest=none", "ticks=20000"]);
+    let dir = base.path().join("one");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&m.socket).unwrap().permissions().mode() & 0o777, 0o600);
+    let pid: u32 = std::fs::read_to_string(dir.join("pid")).unwrap().trim().parse().unwrap();
+    assert_eq!(pid, m.child.id());
+    // A second machine with the same umid is refused.
+    umlvm(&["run", "umid=one", "--uml-dir", base.path().to_str().unwrap(), "selftest=none"])
+        .assert_one_line_error(&format!("umid \"one\" is already in use by pid {pid}"));
+    // Another user cannot talk to it (run the client as nobody).
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "uml_mconsole"])
+        .arg(&m.socket)
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "another user reached the mconsole: {out:?}"
+    );
+    // SIGTERM (to our own child, by PID): the directory goes too.
+    Command::new("kill").arg("-TERM").arg(m.child.id().to_string()).status().unwrap();
+    assert_eq!(m.wait(), Some(128 + 15));
+    assert!(!dir.exists(), "directory left after SIGTERM");
+
+    // A stale directory (its pid is gone) is reused.
+    std::fs::create_dir_all(base.path().join("stale")).unwrap();
+    std::fs::write(base.path().join("stale/pid"), "999999999\n").unwrap();
+    let m = Machine::start(base.path(), "stale", &["selftest=none", "ticks=20000"]);
+    let pid: u32 = std::fs::read_to_string(base.path().join("stale/pid")).unwrap().trim().parse().unwrap();
+    assert_eq!(pid, m.child.id());
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
+    assert_eq!(m.wait(), Some(0));
+
+    // A guest panic ends the machine; the directory is removed as well.
+    umlvm(&["run", "umid=crash", "--uml-dir", base.path().to_str().unwrap(), "selftest=none", "crash=panic"])
+        .assert_status(101);
+    assert!(!base.path().join("crash").exists());
+}

@@ -1,0 +1,431 @@
+//! The management console: UML's mconsole protocol on `~/.uml/<umid>/mconsole` (a unix
+//! datagram socket), wire-compatible with Debian's `uml_mconsole`, and umlvm's own client.
+//!
+//! Request: `{magic 0xCAFEBABE, version 2, len, data[512]}`; reply datagrams
+//! `{err, more, len (with the NUL), data}` in host byte order, 511 bytes of text at most per
+//! datagram (`docs/formats.md`).
+
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Request magic.
+pub const MAGIC: u32 = 0xCAFE_BABE;
+/// Protocol version.
+pub const VERSION: u32 = 2;
+/// Size of the request's data field.
+pub const DATA_LEN: usize = 512;
+/// Text per reply datagram.
+const CHUNK: usize = 511;
+
+/// A parsed request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A command line.
+    Command(String),
+    /// Magic without the header (a version-0 client).
+    Version0,
+    /// Right magic, other version: UML answers an error and still runs the command.
+    WrongVersion(u32, String),
+    /// Too large or malformed.
+    Invalid(&'static str),
+}
+
+/// Parses a request datagram.
+pub fn parse_request(b: &[u8]) -> Request {
+    if b.len() < 12 {
+        return if b.is_empty() { Request::Invalid("empty request") } else { Request::Version0 };
+    }
+    let word = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    if word(0) != MAGIC {
+        return Request::Version0;
+    }
+    let len = word(8) as usize;
+    if len >= DATA_LEN {
+        return Request::Invalid("Request too large");
+    }
+    let data = &b[12..b.len().min(12 + len)];
+    let text = String::from_utf8_lossy(data.split(|&c| c == 0).next().unwrap_or(&[])).into_owned();
+    match word(4) {
+        VERSION => Request::Command(text),
+        v => Request::WrongVersion(v, text),
+    }
+}
+
+/// Encodes a request for `command`.
+pub fn encode_request(command: &str) -> Vec<u8> {
+    let mut b = vec![0u8; 12 + DATA_LEN];
+    let text = &command.as_bytes()[..command.len().min(DATA_LEN - 1)];
+    b[0..4].copy_from_slice(&MAGIC.to_ne_bytes());
+    b[4..8].copy_from_slice(&VERSION.to_ne_bytes());
+    b[8..12].copy_from_slice(&(text.len() as u32).to_ne_bytes());
+    b[12..12 + text.len()].copy_from_slice(text);
+    b
+}
+
+/// Splits a reply into datagrams.
+pub fn encode_reply(err: bool, text: &str) -> Vec<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(CHUNK).collect() };
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut d = Vec::with_capacity(12 + c.len() + 1);
+            d.extend_from_slice(&u32::from(err && i == 0).to_ne_bytes());
+            d.extend_from_slice(&u32::from(i + 1 < n).to_ne_bytes());
+            d.extend_from_slice(&(c.len() as u32 + 1).to_ne_bytes());
+            d.extend_from_slice(c);
+            d.push(0);
+            d
+        })
+        .collect()
+}
+
+/// A reply datagram: (err, more, text).
+pub fn parse_reply(b: &[u8]) -> Option<(bool, bool, String)> {
+    if b.len() < 12 {
+        return None;
+    }
+    let word = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let len = (word(8) as usize).min(b.len() - 12);
+    let text = String::from_utf8_lossy(b[12..12 + len].split(|&c| c == 0).next().unwrap_or(&[])).into_owned();
+    Some((word(0) != 0, word(1) != 0, text))
+}
+
+/// What the machine's control surface asks of the vCPU.
+#[derive(Default)]
+pub struct Control {
+    paused: Mutex<bool>,
+    resumed: Condvar,
+    parked: AtomicBool,
+    halt: AtomicBool,
+    reboot: AtomicBool,
+    vcpu_thread: AtomicU64,
+}
+
+/// A request for the vCPU loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// End the machine (mconsole halt).
+    Halt,
+    /// Reboot it.
+    Reboot,
+}
+
+impl Control {
+    /// Called by the vCPU thread when it starts.
+    pub fn vcpu_started(&self) {
+        self.vcpu_thread.store(crate::sys::current_thread(), Ordering::SeqCst);
+    }
+
+    /// Called by the vCPU loop before each KVM_RUN: waits while stopped; returns a pending
+    /// halt or reboot.
+    pub fn checkpoint(&self) -> Option<Stop> {
+        if let Ok(mut paused) = self.paused.lock() {
+            while *paused {
+                self.parked.store(true, Ordering::SeqCst);
+                paused = self.resumed.wait(paused).unwrap_or_else(|e| e.into_inner());
+            }
+            self.parked.store(false, Ordering::SeqCst);
+        }
+        if self.halt.load(Ordering::SeqCst) {
+            Some(Stop::Halt)
+        } else if self.reboot.swap(false, Ordering::SeqCst) {
+            Some(Stop::Reboot)
+        } else {
+            None
+        }
+    }
+
+    fn kick(&self) {
+        let t = self.vcpu_thread.load(Ordering::SeqCst);
+        if t != 0 {
+            crate::sys::kick(t);
+        }
+    }
+
+    /// Stops the vCPU; returns once it is parked (or after a second). Device work already
+    /// queued still completes; with the vCPU stopped the guest queues nothing new.
+    pub fn stop(&self) -> Result<(), &'static str> {
+        {
+            let mut p = self.paused.lock().map_err(|_| "lock poisoned")?;
+            if *p {
+                return Err("Already stopped");
+            }
+            *p = true;
+        }
+        for _ in 0..1000 {
+            if self.parked.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.kick();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Resumes a stopped machine.
+    pub fn go(&self) -> Result<(), &'static str> {
+        let mut p = self.paused.lock().map_err(|_| "lock poisoned")?;
+        if !*p {
+            return Err("Not stopped");
+        }
+        *p = false;
+        self.resumed.notify_all();
+        Ok(())
+    }
+
+    /// Asks the vCPU loop to end the machine.
+    pub fn request(&self, what: Stop) {
+        match what {
+            Stop::Halt => self.halt.store(true, Ordering::SeqCst),
+            Stop::Reboot => self.reboot.store(true, Ordering::SeqCst),
+        }
+        let _ = self.go();
+        self.kick();
+    }
+}
+
+/// Commands and what they do, for `help`.
+const HELP: &str = "Commands:
+    version - Get kernel version
+    help - Print this message
+    halt - Halt UML
+    reboot - Reboot UML
+    config <dev>=<config> - Add a new device to UML; same syntax as command line (not yet in umlvm)
+    config <dev> - Query the configuration of a device
+    remove <dev> - Remove a device from UML (not yet in umlvm)
+    sysrq <letter> - Performs the SysRq action controlled by the letter (not yet in umlvm)
+    cad - invoke the Ctrl-Alt-Del handler (not yet in umlvm)
+    stop - pause the UML; it will do nothing until it receives a 'go'
+    go - continue the UML after a 'stop'
+    log <string> - make UML enter <string> into the kernel log (not yet in umlvm)
+    proc <file> - returns the contents of the UML's /proc/<file> (not yet in umlvm)
+    stack <pid> - returns the stack of the specified pid (not yet in umlvm)
+";
+
+/// The server: answers requests on the socket from the event loop.
+pub struct Server {
+    sock: UnixDatagram,
+    control: Arc<Control>,
+    version: String,
+    devices: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Binds `path` (mode 0600).
+    pub fn bind(
+        path: &Path,
+        control: Arc<Control>,
+        version: String,
+        devices: Vec<(String, String)>,
+    ) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::remove_file(path);
+        let sock = UnixDatagram::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        sock.set_nonblocking(true)?;
+        Ok(Self { sock, control, version, devices })
+    }
+
+    /// A second handle on the socket, for another machine after a reboot.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self {
+            sock: self.sock.try_clone()?,
+            control: self.control.clone(),
+            version: self.version.clone(),
+            devices: self.devices.clone(),
+        })
+    }
+
+    fn reply(&self, to: &SocketAddr, err: bool, text: &str) {
+        for d in encode_reply(err, text) {
+            if let Some(path) = to.as_pathname() {
+                let _ = self.sock.send_to(&d, path);
+            } else {
+                let _ = send_to_addr(&self.sock, &d, to);
+            }
+        }
+    }
+
+    /// Answers one command; returns (error, text, action after replying).
+    pub fn execute(&self, line: &str) -> (bool, String, Option<Stop>) {
+        let line = line.trim();
+        let (cmd, arg) = line.split_once(char::is_whitespace).map_or((line, ""), |(c, a)| (c, a.trim()));
+        // Prefix matching in table order, as UML does.
+        let table = [
+            "version", "help", "halt", "reboot", "config", "remove", "sysrq", "cad", "stop", "go", "log",
+            "proc", "stack",
+        ];
+        let Some(name) = table.iter().find(|t| !cmd.is_empty() && cmd.starts_with(**t)) else {
+            return (true, "Unknown command".into(), None);
+        };
+        match *name {
+            "version" => (false, self.version.clone(), None),
+            "help" => (false, HELP.into(), None),
+            "halt" => (false, String::new(), Some(Stop::Halt)),
+            "reboot" => (false, String::new(), Some(Stop::Reboot)),
+            "stop" => match self.control.stop() {
+                Ok(()) => (false, "stopped".into(), None),
+                Err(e) => (true, e.into(), None),
+            },
+            "go" => match self.control.go() {
+                Ok(()) => (false, String::new(), None),
+                Err(e) => (true, e.into(), None),
+            },
+            "config" if !arg.contains('=') => match self.devices.iter().find(|(d, _)| d == arg) {
+                Some((_, spec)) => (false, spec.clone(), None),
+                None if arg.is_empty() => (true, "config: which device?".into(), None),
+                None => (true, format!("{arg}: no such device"), None),
+            },
+            "config" => (true, "hot-plugging devices is not supported by umlvm yet".into(), None),
+            "remove" => (true, "removing devices is not supported by umlvm yet".into(), None),
+            other => (true, format!("{other}: needs the guest's userland, not supported by umlvm yet"), None),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send_to_addr(sock: &UnixDatagram, data: &[u8], to: &SocketAddr) -> std::io::Result<usize> {
+    use std::os::linux::net::SocketAddrExt;
+    match to.as_abstract_name() {
+        Some(name) => {
+            let addr = SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(data, &addr)
+        }
+        None => Err(std::io::Error::from(std::io::ErrorKind::InvalidInput)),
+    }
+}
+
+impl MutEventSubscriber for Server {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.sock, EventSet::IN)) {
+            log::error!("cannot watch the mconsole socket: {e}");
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        // Bounded per wake-up so a flood cannot starve the rest of the loop.
+        let mut buf = [0u8; 12 + DATA_LEN + 64];
+        for _ in 0..64 {
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { return };
+            let (line, pre_error) = match parse_request(&buf[..n]) {
+                Request::Command(c) => (c, None),
+                Request::WrongVersion(_, c) => (c, Some("This driver only supports version 2 clients")),
+                Request::Version0 => {
+                    if let Some(p) = from.as_pathname() {
+                        let _ = self
+                            .sock
+                            .send_to(b"ERR Version 0 mconsole clients are not supported by this driver", p);
+                    } else {
+                        let _ = send_to_addr(
+                            &self.sock,
+                            b"ERR Version 0 mconsole clients are not supported by this driver",
+                            &from,
+                        );
+                    }
+                    continue;
+                }
+                Request::Invalid(why) => {
+                    self.reply(&from, true, why);
+                    continue;
+                }
+            };
+            if let Some(e) = pre_error {
+                self.reply(&from, true, e);
+            }
+            let (err, text, action) = self.execute(&line);
+            self.reply(&from, err, &text);
+            if let Some(a) = action {
+                self.control.request(a);
+            }
+        }
+    }
+}
+
+/// umlvm's client: sends `command` to the socket of `target` (a umid or a socket path) and
+/// returns (error, text).
+pub fn send_command(socket: &Path, command: &str) -> std::io::Result<(bool, String)> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("umlvm-mconsole-{}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+    let sock = UnixDatagram::bind_addr(&addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    sock.send_to(&encode_request(command), socket)?;
+    let mut text = String::new();
+    let mut first_err = None;
+    let mut buf = [0u8; 12 + DATA_LEN + 64];
+    loop {
+        let n = sock.recv(&mut buf)?;
+        let Some((err, more, part)) = parse_reply(&buf[..n]) else { break };
+        first_err.get_or_insert(err);
+        text.push_str(&part);
+        if !more {
+            break;
+        }
+    }
+    Ok((first_err.unwrap_or(true), text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_bad_ones_are_classified() {
+        assert_eq!(parse_request(&encode_request("version")), Request::Command("version".into()));
+        let b = encode_request("version");
+        assert_eq!(b.len(), 524);
+        assert_eq!(&b[..12], &[0xbe, 0xba, 0xfe, 0xca, 2, 0, 0, 0, 7, 0, 0, 0]);
+        assert_eq!(parse_request(b"version"), Request::Version0);
+        assert_eq!(parse_request(b""), Request::Invalid("empty request"));
+        let mut big = encode_request("x");
+        big[8..12].copy_from_slice(&600u32.to_ne_bytes());
+        assert_eq!(parse_request(&big), Request::Invalid("Request too large"));
+        let mut v3 = encode_request("go");
+        v3[4] = 3;
+        assert_eq!(parse_request(&v3), Request::WrongVersion(3, "go".into()));
+        // A short datagram with a longer stated length is cut at what arrived.
+        let mut short = encode_request("halt");
+        short.truncate(14);
+        assert_eq!(parse_request(&short), Request::Command("ha".into()));
+    }
+
+    #[test]
+    fn long_replies_split_into_511_byte_chunks() {
+        let text = "x".repeat(600);
+        let d = encode_reply(false, &text);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].len(), 524);
+        assert_eq!(parse_reply(&d[0]), Some((false, true, "x".repeat(511))));
+        assert_eq!(parse_reply(&d[1]), Some((false, false, "x".repeat(89))));
+        assert_eq!(encode_reply(false, ""), vec![vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]]);
+        assert_eq!(
+            parse_reply(&encode_reply(true, "Not stopped")[0]),
+            Some((true, false, "Not stopped".into()))
+        );
+    }
+
+    #[test]
+    fn commands_match_by_prefix_and_unknown_ones_fail() {
+        let s = Server {
+            sock: UnixDatagram::unbound().unwrap(),
+            control: Arc::default(),
+            version: "umlvm-kernel 0.1.0".into(),
+            devices: vec![("ubd0".into(), "/tmp/root_fs".into())],
+        };
+        assert_eq!(s.execute("version").1, "umlvm-kernel 0.1.0");
+        assert_eq!(s.execute("versionX").1, "umlvm-kernel 0.1.0");
+        assert!(s.execute("help").1.contains("stop - pause"));
+        assert_eq!(s.execute("config ubd0"), (false, "/tmp/root_fs".into(), None));
+        assert!(s.execute("config ubd7").0);
+        assert_eq!(s.execute("frobnicate"), (true, "Unknown command".into(), None));
+        assert_eq!(s.execute("go"), (true, "Not stopped".into(), None));
+        assert_eq!(s.execute("halt").2, Some(Stop::Halt));
+    }
+}
