@@ -44,6 +44,24 @@ pub const PVM_VIF_FEATURE_CR2_CELL: u64 = 1 << 4;
 /// first return to user mode; bits 0 and 1 together work (docs/pvm.md).
 pub const PVM_VIF_FEATURES_USER_ROOT_FLIP: u64 = 0b11;
 
+/// The control mailbox at [`crate::layout::CONTROL_GPA`]: the VMM writes a request (a
+/// management-console command line), raises [`crate::layout::CONTROL_GSI`]; the guest runs it,
+/// writes its reply and `out`s the reply length to [`crate::ports::CONTROL_DONE`].
+pub mod control {
+    /// Offset of the request length (u32).
+    pub const REQUEST_LEN: usize = 0;
+    /// Offset of the request text.
+    pub const REQUEST: usize = 16;
+    /// Longest request.
+    pub const REQUEST_MAX: usize = 512;
+    /// Offset of the reply text.
+    pub const REPLY: usize = REQUEST + REQUEST_MAX;
+    /// Longest reply.
+    pub const REPLY_MAX: usize = 4096 - REPLY;
+    /// Reply-length bit meaning "error" (the rest is the length).
+    pub const REPLY_ERROR: u32 = 1 << 31;
+}
+
 /// `"UMLVMPNC"`: magic of a [`PanicRecord`].
 pub const PANIC_RECORD_MAGIC: u64 = u64::from_le_bytes(*b"UMLVMPNC");
 /// Frames a [`PanicRecord`] holds.

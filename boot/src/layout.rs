@@ -14,7 +14,8 @@
 //! | `0x7000..0x8000` | boot stack (the kernel switches to its own at once) |
 //! | `0x8000` | boot PML4 (8 KiB aligned: CR3 bit 12 must be clear on PVM hosts) |
 //! | `0x9000` | IDT (256 gates; the kernel fills it in place) |
-//! | `0xa000..0x100000` | page-table pool (PDPTs, PDs) |
+//! | `0xa000` | control mailbox (management-console requests to the guest) |
+//! | `0xb000..0x100000` | page-table pool (PDPTs, PDs) |
 //! | `0x200000..` | kernel image (ELF `p_paddr`) |
 //! | `0xC000_0000..0x1_0000_0000` | MMIO hole (IOAPIC at `0xFEC0_0000`, devices) |
 //! | `0x1_0000_0000..` | RAM beyond 3 GiB |
@@ -57,8 +58,12 @@ pub const BOOT_STACK_TOP: u64 = 0x8000;
 pub const PML4_GPA: u64 = 0x8000;
 /// Guest physical address of the IDT page.
 pub const IDT_GPA: u64 = 0x9000;
+/// The control mailbox: the VMM writes a management request, the guest its reply.
+pub const CONTROL_GPA: u64 = 0xa000;
+/// Interrupt line that tells the guest a control request is waiting.
+pub const CONTROL_GSI: u32 = 6;
 /// Start of the page-table pool.
-pub const PT_POOL_GPA: u64 = 0xa000;
+pub const PT_POOL_GPA: u64 = 0xb000;
 /// End of the page-table pool (exclusive).
 pub const PT_POOL_END: u64 = 0x10_0000;
 /// End of the low boot area; everything below is [`crate::MemoryKind::Boot`] or reserved.
@@ -110,7 +115,8 @@ const _: () = {
     assert!(CONSOLE_GPA + CONSOLE_LEN <= BOOT_STACK_TOP - PAGE_SIZE);
     assert!(PML4_GPA & 0x1fff == 0, "PML4 must be 8 KiB aligned (PVM: CR3 bit 12 clear)");
     assert!(PML4_GPA + PAGE_SIZE <= IDT_GPA);
-    assert!(IDT_GPA + PAGE_SIZE <= PT_POOL_GPA);
+    assert!(IDT_GPA + PAGE_SIZE <= CONTROL_GPA);
+    assert!(CONTROL_GPA + PAGE_SIZE <= PT_POOL_GPA);
     assert!(PT_POOL_END <= KERNEL_MIN_GPA);
     assert!(IOAPIC_GPA >= MMIO_HOLE_GPA && IOAPIC_GPA < HIGH_RAM_GPA);
     assert!(DEVICE_MMIO_BASE >= MMIO_HOLE_GPA);

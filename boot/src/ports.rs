@@ -19,7 +19,11 @@ pub const CONSOLE: u16 = 0x0503;
 /// self-check of IOAPIC routing.
 pub const IRQ_TEST: u16 = 0x0504;
 
+/// `out` the length of the reply the guest wrote to the control mailbox
+/// ([`crate::abi::control`]): a management request is done.
+pub const CONTROL_DONE: u16 = 0x0505;
+
 /// First port of the para-virtual range; the VMM rejects other ports as unexpected exits.
 pub const FIRST: u16 = EXIT;
 /// Last port of the para-virtual range.
-pub const LAST: u16 = IRQ_TEST;
+pub const LAST: u16 = CONTROL_DONE;

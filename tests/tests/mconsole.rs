@@ -237,3 +237,32 @@ fn umid_rules_modes_and_cleanup() {
         .assert_status(101);
     assert!(!base.path().join("crash").exists());
 }
+
+#[test]
+fn guest_side_commands_reach_the_kernel() {
+    let base = TempDir::new("mc-guest");
+    let m = Machine::start(base.path(), "guest", &["selftest=none", "ticks=20000"]);
+    let (status, mem) = m.uml_mconsole(&["sysrq", "m"]);
+    assert_eq!(status, Some(0), "{mem}");
+    assert!(mem.starts_with("OK sysrq: Show Memory") && mem.contains("KiB free"), "{mem}");
+    let (status, help) = m.uml_mconsole(&["sysrq", "h"]);
+    assert_eq!(status, Some(0));
+    assert!(help.contains("show-memory-usage(m)"), "{help}");
+    let (status, uptime) = m.uml_mconsole(&["proc", "uptime"]);
+    assert_eq!(status, Some(0));
+    let secs: f64 = uptime.trim_start_matches("OK ").split_whitespace().next().unwrap().parse().unwrap();
+    assert!(secs > 0.0 && secs < 60.0, "{uptime}");
+    assert!(m.uml_mconsole(&["proc", "meminfo"]).1.contains("MemTotal: 65536 kB"));
+    assert_eq!(m.uml_mconsole(&["proc", "nothing"]).0, Some(1));
+    assert_eq!(m.uml_mconsole(&["log", "written by uml_mconsole"]).0, Some(0));
+    m.wait_for("written by uml_mconsole");
+    assert_eq!(m.uml_mconsole(&["cad"]).0, Some(0));
+    m.wait_for("ctrl-alt-del: no init process to signal");
+    // While stopped the guest cannot answer; the VMM says so instead of hanging.
+    assert_eq!(m.uml_mconsole(&["stop"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["sysrq", "m"]), (Some(1), "ERR the machine is stopped; 'go' first".into()));
+    assert_eq!(m.uml_mconsole(&["go"]).0, Some(0));
+    // sysrq o powers the machine off after replying.
+    assert_eq!(m.uml_mconsole(&["sysrq", "o"]), (Some(0), "OK sysrq: Power Off".into()));
+    assert_eq!(m.wait(), Some(0));
+}

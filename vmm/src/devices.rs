@@ -57,10 +57,11 @@ pub struct DeviceSlot {
 }
 
 /// The devices of one machine.
-#[derive(Default)]
 pub struct Devices {
     /// Slots in window order.
     pub slots: Vec<DeviceSlot>,
+    /// The management-console interrupt ([`umlvm_boot::layout::CONTROL_GSI`]).
+    control_irq: EventFd,
 }
 
 /// A device to create.
@@ -122,7 +123,15 @@ impl Devices {
                 console,
             });
         }
-        Ok(Self { slots })
+        let control_irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
+        vm.register_irqfd(&control_irq, umlvm_boot::layout::CONTROL_GSI)
+            .map_err(|e| DeviceError::Kvm("KVM_IRQFD", e))?;
+        Ok(Self { slots, control_irq })
+    }
+
+    /// A handle on the management-console interrupt.
+    pub fn control_irq(&self) -> Result<EventFd, DeviceError> {
+        self.control_irq.try_clone().map_err(DeviceError::EventFd)
     }
 
     /// The device table for `BootInfo`.

@@ -149,6 +149,11 @@ impl Control {
         }
     }
 
+    /// Whether the machine is stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.paused.lock().map(|p| *p).unwrap_or(false)
+    }
+
     /// Stops the vCPU; returns once it is parked (or after a second). Device work already
     /// queued still completes; with the vCPU stopped the guest queues nothing new.
     pub fn stop(&self) -> Result<(), &'static str> {
@@ -200,14 +205,39 @@ const HELP: &str = "Commands:
     config <dev>=<config> - Add a new device to UML; same syntax as command line (not yet in umlvm)
     config <dev> - Query the configuration of a device
     remove <dev> - Remove a device from UML (not yet in umlvm)
-    sysrq <letter> - Performs the SysRq action controlled by the letter (not yet in umlvm)
-    cad - invoke the Ctrl-Alt-Del handler (not yet in umlvm)
+    sysrq <letter> - Performs the SysRq action controlled by the letter
+    cad - invoke the Ctrl-Alt-Del handler
     stop - pause the UML; it will do nothing until it receives a 'go'
     go - continue the UML after a 'stop'
-    log <string> - make UML enter <string> into the kernel log (not yet in umlvm)
-    proc <file> - returns the contents of the UML's /proc/<file> (not yet in umlvm)
-    stack <pid> - returns the stack of the specified pid (not yet in umlvm)
+    log <string> - make UML enter <string> into the kernel log
+    proc <file> - returns the contents of the UML's /proc/<file> (uptime, meminfo, version)
+    stack <pid> - returns the stack of the specified pid
 ";
+
+/// Guest-side requests in flight: the client waiting for the guest's reply. The vCPU thread
+/// sends the reply when the guest reports it ([`umlvm_boot::ports::CONTROL_DONE`]).
+pub struct GuestRequests {
+    sock: UnixDatagram,
+    waiting: Mutex<Option<SocketAddr>>,
+}
+
+impl GuestRequests {
+    /// The guest finished a request with `reply` (read from the mailbox by the caller).
+    pub fn complete(&self, error: bool, reply: &str) {
+        let Some(to) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
+        for d in encode_reply(error, reply) {
+            let _ = send_datagram(&self.sock, &d, &to);
+        }
+    }
+}
+
+/// Where the guest's side of the management console lives in the current machine.
+pub struct GuestLink {
+    /// Guest memory (for the mailbox).
+    pub mem: vm_memory::GuestMemoryMmap,
+    /// The control interrupt (an irqfd on [`umlvm_boot::layout::CONTROL_GSI`]).
+    pub irq: vmm_sys_util::eventfd::EventFd,
+}
 
 /// The server: answers requests on the socket from the event loop.
 pub struct Server {
@@ -215,6 +245,8 @@ pub struct Server {
     control: Arc<Control>,
     version: String,
     devices: Vec<(String, String)>,
+    requests: Arc<GuestRequests>,
+    guest: Option<GuestLink>,
 }
 
 impl Server {
@@ -230,27 +262,64 @@ impl Server {
         let sock = UnixDatagram::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         sock.set_nonblocking(true)?;
-        Ok(Self { sock, control, version, devices })
+        let requests = Arc::new(GuestRequests { sock: sock.try_clone()?, waiting: Mutex::new(None) });
+        Ok(Self { sock, control, version, devices, requests, guest: None })
     }
 
-    /// A second handle on the socket, for another machine after a reboot.
-    pub fn try_clone(&self) -> std::io::Result<Self> {
+    /// A handle on the socket for a (new) machine whose guest side is `guest`.
+    pub fn for_machine(&self, guest: GuestLink) -> std::io::Result<Self> {
+        if let Ok(mut w) = self.requests.waiting.lock() {
+            // A request the previous machine never answered is lost with it.
+            w.take();
+        }
         Ok(Self {
             sock: self.sock.try_clone()?,
             control: self.control.clone(),
             version: self.version.clone(),
             devices: self.devices.clone(),
+            requests: self.requests.clone(),
+            guest: Some(guest),
         })
+    }
+
+    /// Where the vCPU thread delivers guest replies.
+    pub fn guest_requests(&self) -> Arc<GuestRequests> {
+        self.requests.clone()
     }
 
     fn reply(&self, to: &SocketAddr, err: bool, text: &str) {
         for d in encode_reply(err, text) {
-            if let Some(path) = to.as_pathname() {
-                let _ = self.sock.send_to(&d, path);
-            } else {
-                let _ = send_to_addr(&self.sock, &d, to);
-            }
+            let _ = send_datagram(&self.sock, &d, to);
         }
+    }
+
+    /// Hands `line` to the guest; the reply goes out when the guest is done. Returns an
+    /// immediate error reply if the guest cannot take it now.
+    fn forward_to_guest(&self, line: &str, from: &SocketAddr) -> Option<String> {
+        use umlvm_boot::abi::control::{REQUEST, REQUEST_LEN, REQUEST_MAX};
+        use vm_memory::{Bytes, GuestAddress};
+        let Some(guest) = &self.guest else { return Some("no machine".into()) };
+        if self.control.is_stopped() {
+            return Some("the machine is stopped; 'go' first".into());
+        }
+        let Ok(mut waiting) = self.requests.waiting.lock() else { return Some("internal error".into()) };
+        if waiting.is_some() {
+            return Some("busy: the guest is still answering another request".into());
+        }
+        let text = &line.as_bytes()[..line.len().min(REQUEST_MAX)];
+        let base = umlvm_boot::layout::CONTROL_GPA;
+        let written = guest.mem.write_obj(text.len() as u32, GuestAddress(base + REQUEST_LEN as u64)).is_ok()
+            && guest.mem.write_slice(text, GuestAddress(base + REQUEST as u64)).is_ok();
+        if !written {
+            return Some("cannot reach the guest's mailbox".into());
+        }
+        *waiting = Some(from.clone());
+        drop(waiting);
+        if guest.irq.write(1).is_err() {
+            self.requests.waiting.lock().ok().and_then(|mut w| w.take());
+            return Some("cannot interrupt the guest".into());
+        }
+        None
     }
 
     /// Answers one command; returns (error, text, action after replying).
@@ -285,8 +354,22 @@ impl Server {
             },
             "config" => (true, "hot-plugging devices is not supported by umlvm yet".into(), None),
             "remove" => (true, "removing devices is not supported by umlvm yet".into(), None),
-            other => (true, format!("{other}: needs the guest's userland, not supported by umlvm yet"), None),
+            _ => (true, String::new(), None),
         }
+    }
+
+    /// Whether `line` is run by the guest kernel.
+    fn is_guest_command(line: &str) -> bool {
+        let cmd = line.split_whitespace().next().unwrap_or("");
+        ["sysrq", "cad", "log", "proc", "stack"].iter().any(|c| cmd.starts_with(c))
+    }
+}
+
+/// Sends `data` to a client address (a path or, as uml_mconsole uses, an abstract name).
+fn send_datagram(sock: &UnixDatagram, data: &[u8], to: &SocketAddr) -> std::io::Result<usize> {
+    match to.as_pathname() {
+        Some(path) => sock.send_to(data, path),
+        None => send_to_addr(sock, data, to),
     }
 }
 
@@ -338,6 +421,12 @@ impl MutEventSubscriber for Server {
             };
             if let Some(e) = pre_error {
                 self.reply(&from, true, e);
+            }
+            if Self::is_guest_command(&line) {
+                if let Some(err) = self.forward_to_guest(line.trim(), &from) {
+                    self.reply(&from, true, &err);
+                }
+                continue;
             }
             let (err, text, action) = self.execute(&line);
             self.reply(&from, err, &text);
@@ -413,11 +502,15 @@ mod tests {
 
     #[test]
     fn commands_match_by_prefix_and_unknown_ones_fail() {
+        let sock = UnixDatagram::unbound().unwrap();
+        let requests = Arc::new(GuestRequests { sock: sock.try_clone().unwrap(), waiting: Mutex::new(None) });
         let s = Server {
-            sock: UnixDatagram::unbound().unwrap(),
+            sock,
             control: Arc::default(),
             version: "umlvm-kernel 0.1.0".into(),
             devices: vec![("ubd0".into(), "/tmp/root_fs".into())],
+            requests,
+            guest: None,
         };
         assert_eq!(s.execute("version").1, "umlvm-kernel 0.1.0");
         assert_eq!(s.execute("versionX").1, "umlvm-kernel 0.1.0");
@@ -427,5 +520,7 @@ mod tests {
         assert_eq!(s.execute("frobnicate"), (true, "Unknown command".into(), None));
         assert_eq!(s.execute("go"), (true, "Not stopped".into(), None));
         assert_eq!(s.execute("halt").2, Some(Stop::Halt));
+        assert!(Server::is_guest_command("sysrq m") && Server::is_guest_command("log hello"));
+        assert!(!Server::is_guest_command("version"));
     }
 }

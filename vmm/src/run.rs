@@ -54,6 +54,9 @@ pub enum RunError {
     /// The umid directory could not be set up.
     #[error(transparent)]
     Umid(#[from] crate::umid::UmidError),
+    /// The machine's devices could not be wired.
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DeviceError),
     /// The mconsole socket could not be made.
     #[error("{}: cannot make the mconsole socket", .0.display())]
     Mconsole(std::path::PathBuf, #[source] std::io::Error),
@@ -200,7 +203,9 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
             }
         }
         let mem = machine.mem.clone();
-        let mconsole = server.try_clone().map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
+        let link =
+            crate::mconsole::GuestLink { mem: machine.mem.clone(), irq: machine.devices.control_irq()? };
+        let mconsole = server.for_machine(link).map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
         let outcome = run_machine(machine, &consoles, &ports, mconsole, &control)?;
         match outcome {
             Outcome::PowerOff(status) => return Ok(status),
@@ -285,12 +290,20 @@ fn run_machine(
     events
         .add_subscriber(Arc::new(Mutex::new(crate::devices::PortSubscriber::new(ports.clone(), transports))));
     let bus = devices.bus();
+    let guest_requests = mconsole.guest_requests();
     events.add_subscriber(Arc::new(Mutex::new(mconsole)));
 
     let outcome = std::thread::scope(|scope| {
         let vcpu_thread = std::thread::Builder::new().name("vcpu0".into()).spawn_scoped(scope, || {
-            let mut ctx =
-                ExitContext { mem: &mem, vm: &vm, console: std::io::stdout(), max_gsi: 24, bus, control };
+            let mut ctx = ExitContext {
+                mem: &mem,
+                vm: &vm,
+                console: std::io::stdout(),
+                max_gsi: 24,
+                bus,
+                control,
+                guest_requests,
+            };
             let outcome = vcpu::run(&mut vcpu, &mut ctx);
             let _ = thread_evt.write(1);
             outcome

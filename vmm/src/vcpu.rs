@@ -42,6 +42,8 @@ pub struct ExitContext<'a, W: Write> {
     pub bus: crate::devices::MmioBus,
     /// stop/go/halt/reboot from the management console.
     pub control: &'a crate::mconsole::Control,
+    /// Where guest replies to management requests go.
+    pub guest_requests: std::sync::Arc<crate::mconsole::GuestRequests>,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -70,6 +72,10 @@ pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome
                     ports::PANIC => return Outcome::Panic(u64::from(value)),
                     ports::CONSOLE => {
                         console_kick(ctx, value);
+                        continue;
+                    }
+                    ports::CONTROL_DONE => {
+                        control_done(ctx, value);
                         continue;
                     }
                     ports::IRQ_TEST if value < ctx.max_gsi => {
@@ -116,6 +122,18 @@ fn console_kick<W: Write>(ctx: &mut ExitContext<'_, W>, len: u32) {
         // A closed stdout must not stop the guest; its output is simply lost.
         let _ = ctx.console.write_all(&buf[..len]).and_then(|_| ctx.console.flush());
     }
+}
+
+/// The guest answered a management request: its reply is in the mailbox. The length is the
+/// guest's word, so it is clamped.
+fn control_done<W: Write>(ctx: &ExitContext<'_, W>, value: u32) {
+    use umlvm_boot::abi::control::{REPLY, REPLY_ERROR, REPLY_MAX};
+    let len = ((value & !REPLY_ERROR) as usize).min(REPLY_MAX);
+    let mut buf = vec![0u8; len];
+    let ok =
+        ctx.mem.read_slice(&mut buf, GuestAddress(umlvm_boot::layout::CONTROL_GPA + REPLY as u64)).is_ok();
+    let text = if ok { String::from_utf8_lossy(&buf).into_owned() } else { "unreadable reply".into() };
+    ctx.guest_requests.complete(value & REPLY_ERROR != 0 || !ok, &text);
 }
 
 /// The vCPU's registers, formatted for a crash report.

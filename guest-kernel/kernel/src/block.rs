@@ -60,6 +60,12 @@ pub fn with_device<R>(name: &str, f: impl FnOnce(&mut BlockDevice) -> R) -> Opti
     Some(f(dev))
 }
 
+/// Flushes every writable device; returns how many (SysRq `s`).
+pub fn sync_all() -> usize {
+    let Some(mut devs) = DEVICES.try_lock() else { return 0 };
+    devs.iter_mut().filter(|d| !d.read_only).map(|d| d.flush()).filter(|r| r.is_ok()).count()
+}
+
 /// Names of the devices.
 pub fn names() -> Vec<String> {
     DEVICES.lock().iter().map(|d| d.name.clone()).collect()

@@ -57,6 +57,12 @@ pub fn handle(vector: u8) {
         TEST_IPI_VECTOR => {
             IPI_COUNT.fetch_add(1, Ordering::Relaxed);
         }
+        v if v == IOAPIC_VECTOR_BASE + umlvm_boot::layout::CONTROL_GSI as u8 => {
+            // EOI first: the request may end in a reboot or power-off.
+            apic::eoi();
+            crate::control::on_interrupt();
+            return;
+        }
         v if (IOAPIC_VECTOR_BASE..IOAPIC_VECTOR_BASE + IOAPIC_PINS).contains(&v) => {
             PIN_COUNTS[usize::from(v - IOAPIC_VECTOR_BASE)].fetch_add(1, Ordering::Relaxed);
         }

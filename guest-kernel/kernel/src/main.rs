@@ -15,6 +15,7 @@ mod arch;
 mod bench;
 mod block;
 mod console;
+mod control;
 mod crash;
 mod irq;
 mod logger;
@@ -74,6 +75,7 @@ pub fn kmain(entry: BootEntry) -> ! {
     irq::init(info);
     block::init(info);
     tty::init(info);
+    irq::route_pin(umlvm_boot::layout::CONTROL_GSI as u8, arch::ioapic::Trigger::Edge);
 
     if let Some(what) = cmdline.get("crash") {
         crash::trigger(what);

@@ -36,6 +36,7 @@ pub fn cmdline(info: &BootInfo) -> &'static str {
 /// Builds the frame allocator from the memory map, carves the heap out of the largest usable
 /// region, and drops the boot identity map.
 pub fn init(info: &BootInfo) -> MemStats {
+    TOTAL_BYTES.store(info.mem_bytes, core::sync::atomic::Ordering::Relaxed);
     let usable = || {
         info.memory_regions()
             .iter()
@@ -89,6 +90,13 @@ pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> R {
     let mut guard = FRAMES.lock();
     f(guard.as_mut().expect("frame allocator initialised"))
 }
+
+/// Guest RAM in bytes.
+pub fn total_bytes() -> u64 {
+    TOTAL_BYTES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+static TOTAL_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Frames currently free.
 pub fn free_frames() -> u64 {

@@ -71,6 +71,11 @@ pub enum SpawnError {
     NoUserMode,
 }
 
+/// Whether a user task is running (for SysRq reports).
+pub fn running() -> bool {
+    CURRENT.try_lock().is_none_or(|g| g.is_some())
+}
+
 /// Whether user programs can run: not in native mode on a PVM host, where `syscall` from
 /// user mode is not delivered correctly before the VIF page is registered.
 pub fn user_mode_available() -> bool {

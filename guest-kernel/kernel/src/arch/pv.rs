@@ -70,3 +70,34 @@ pub fn unassigned_port() {
     // SAFETY: port 0x7f0 has no device behind it; the VMM treats the exit as fatal.
     unsafe { outl(0x7f0, 0) };
 }
+
+/// The control mailbox's request: copies it into `buf`, returns its length.
+pub fn control_request(buf: &mut [u8; umlvm_boot::abi::control::REQUEST_MAX]) -> usize {
+    use umlvm_boot::abi::control::{REQUEST, REQUEST_LEN, REQUEST_MAX};
+    let base = super::memory::phys_to_virt(umlvm_boot::layout::CONTROL_GPA);
+    // SAFETY: the control page is reserved by the VMM for the mailbox (boot area, never
+    // allocated); the VMM wrote the request before raising the interrupt and does not touch
+    // the page again until the reply is in. Reads are volatile and within the page.
+    unsafe {
+        let len =
+            (core::ptr::read_volatile((base + REQUEST_LEN as u64) as *const u32) as usize).min(REQUEST_MAX);
+        for (i, b) in buf.iter_mut().enumerate().take(len) {
+            *b = core::ptr::read_volatile((base + (REQUEST + i) as u64) as *const u8);
+        }
+        len
+    }
+}
+
+/// Writes the reply into the control mailbox and tells the VMM.
+pub fn control_reply(error: bool, text: &[u8]) {
+    use umlvm_boot::abi::control::{REPLY, REPLY_ERROR, REPLY_MAX};
+    let base = super::memory::phys_to_virt(umlvm_boot::layout::CONTROL_GPA);
+    let len = text.len().min(REPLY_MAX);
+    // SAFETY: as in `control_request`; the reply area lies inside the page.
+    unsafe {
+        for (i, &b) in text[..len].iter().enumerate() {
+            core::ptr::write_volatile((base + (REPLY + i) as u64) as *mut u8, b);
+        }
+        outl(ports::CONTROL_DONE, len as u32 | if error { REPLY_ERROR } else { 0 });
+    }
+}
