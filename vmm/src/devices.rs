@@ -209,17 +209,23 @@ impl MmioBus {
     }
 }
 
-/// Processes a device's queue when the guest notifies it (event-loop side).
+/// Processes a device's queue when the guest notifies it (event-loop side); while the
+/// machine is stopped the work waits for `go`.
 pub struct QueueNotifier {
     evt: EventFd,
     queue: usize,
     transport: Arc<Mutex<MmioTransport>>,
+    control: Arc<crate::mconsole::Control>,
 }
 
 impl QueueNotifier {
     /// Watches `slot`'s notification eventfd for `queue`.
-    pub fn new(slot: &DeviceSlot, queue: usize) -> std::io::Result<Self> {
-        Ok(Self { evt: slot.notify[queue].try_clone()?, queue, transport: slot.transport.clone() })
+    pub fn new(
+        slot: &DeviceSlot,
+        queue: usize,
+        control: Arc<crate::mconsole::Control>,
+    ) -> std::io::Result<Self> {
+        Ok(Self { evt: slot.notify[queue].try_clone()?, queue, transport: slot.transport.clone(), control })
     }
 }
 
@@ -233,23 +239,33 @@ impl MutEventSubscriber for QueueNotifier {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         if events.event_set().contains(EventSet::IN) {
             let _ = self.evt.read();
-            if let Ok(mut t) = self.transport.lock() {
-                t.notify(self.queue);
-            }
+            let (transport, queue) = (self.transport.clone(), self.queue);
+            self.control.run_or_defer(move || {
+                if let Ok(mut t) = transport.lock() {
+                    t.notify(queue);
+                }
+            });
         }
     }
 }
 
-/// Hands bytes to a console device and has them delivered.
-fn deliver(channel: &OpenedChannel, transport: Option<&Arc<Mutex<MmioTransport>>>, bytes: &[u8]) {
+/// Hands bytes to a console device and has them delivered (after `go` if stopped).
+fn deliver(
+    channel: &OpenedChannel,
+    transport: Option<&Arc<Mutex<MmioTransport>>>,
+    bytes: &[u8],
+    control: &crate::mconsole::Control,
+) {
     if bytes.is_empty() {
         return;
     }
     umlvm_devices::virtio::console::Console::push_input(&channel.input, bytes);
-    if let Some(t) = transport
-        && let Ok(mut t) = t.lock()
-    {
-        t.notify(0);
+    if let Some(t) = transport.cloned() {
+        control.run_or_defer(move || {
+            if let Ok(mut t) = t.lock() {
+                t.notify(0);
+            }
+        });
     }
 }
 
@@ -258,6 +274,7 @@ pub struct ConsoleInput {
     file: Arc<File>,
     channel: OpenedChannel,
     transport: Option<Arc<Mutex<MmioTransport>>>,
+    control: Arc<crate::mconsole::Control>,
 }
 
 impl ConsoleInput {
@@ -284,7 +301,7 @@ impl MutEventSubscriber for ConsoleInput {
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         match console::read_available(&self.file) {
-            Some(bytes) => deliver(&self.channel, self.transport.as_ref(), &bytes),
+            Some(bytes) => deliver(&self.channel, self.transport.as_ref(), &bytes, &self.control),
             None => {
                 // End of input: stop watching (a closed stdin must not spin the loop).
                 let _ = ops.remove(events);
@@ -354,7 +371,7 @@ impl MutEventSubscriber for PortSubscriber {
         match stream.read(&mut buf) {
             Ok(n) if n > 0 => {
                 let bytes = console::strip_telnet(&buf[..n], telnet);
-                deliver(channel, self.transports.get(&channel.name), &bytes);
+                deliver(channel, self.transports.get(&channel.name), &bytes, &self.control);
             }
             _ => {
                 let _ = ops.remove(events);

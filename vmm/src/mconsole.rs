@@ -97,10 +97,14 @@ pub fn parse_reply(b: &[u8]) -> Option<(bool, bool, String)> {
     Some((word(0) != 0, word(1) != 0, text))
 }
 
-/// What the machine's control surface asks of the vCPU.
+/// Device work held back while the machine is stopped.
+type Deferred = Box<dyn FnOnce() + Send>;
+
+/// What the machine's control surface asks of the vCPU and the devices.
 #[derive(Default)]
 pub struct Control {
     paused: Mutex<bool>,
+    deferred: Mutex<Vec<Deferred>>,
     resumed: Condvar,
     parked: AtomicBool,
     halt: AtomicBool,
@@ -174,15 +178,34 @@ impl Control {
         Ok(())
     }
 
-    /// Resumes a stopped machine.
+    /// Resumes a stopped machine, then runs the device work held back meanwhile.
     pub fn go(&self) -> Result<(), &'static str> {
-        let mut p = self.paused.lock().map_err(|_| "lock poisoned")?;
-        if !*p {
-            return Err("Not stopped");
+        {
+            let mut p = self.paused.lock().map_err(|_| "lock poisoned")?;
+            if !*p {
+                return Err("Not stopped");
+            }
+            *p = false;
+            self.resumed.notify_all();
         }
-        *p = false;
-        self.resumed.notify_all();
+        let work: Vec<Deferred> = self.deferred.lock().map(|mut d| d.drain(..).collect()).unwrap_or_default();
+        for w in work {
+            w();
+        }
         Ok(())
+    }
+
+    /// Runs `work` now, or after `go` if the machine is stopped (device processing pauses
+    /// with the vCPUs).
+    pub fn run_or_defer(&self, work: impl FnOnce() + Send + 'static) {
+        let stopped = self.paused.lock().map(|p| *p).unwrap_or(false);
+        if stopped {
+            if let Ok(mut d) = self.deferred.lock() {
+                d.push(Box::new(work));
+                return;
+            }
+        }
+        work();
     }
 
     /// Asks the vCPU loop to end the machine.

@@ -266,7 +266,7 @@ fn run_machine(
     consoles: &[umlvm_devices::virtio::console::OpenedChannel],
     ports: &Arc<Mutex<crate::devices::PortConnections>>,
     mconsole: crate::mconsole::Server,
-    control: &crate::mconsole::Control,
+    control: &Arc<crate::mconsole::Control>,
 ) -> Result<Outcome, RunError> {
     let vm::Machine { vm, mut vcpu, mem, devices, .. } = machine;
     let done_evt = EventFd::new(EFD_NONBLOCK).map_err(RunError::EventFd)?;
@@ -277,13 +277,14 @@ fn run_machine(
     events.add_subscriber(watcher.clone());
     for slot in &devices.slots {
         for queue in 0..slot.notify.len() {
-            let notifier = crate::devices::QueueNotifier::new(slot, queue).map_err(RunError::EventFd)?;
+            let notifier = crate::devices::QueueNotifier::new(slot, queue, control.clone())
+                .map_err(RunError::EventFd)?;
             events.add_subscriber(Arc::new(Mutex::new(notifier)));
         }
     }
     let transports = devices.console_transports();
     for c in consoles {
-        if let Some(input) = crate::devices::ConsoleInput::new(c, &transports) {
+        if let Some(input) = crate::devices::ConsoleInput::new(c, &transports, control.clone()) {
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
     }
