@@ -282,11 +282,13 @@ impl ConsoleInput {
     pub fn new(
         channel: &OpenedChannel,
         transports: &HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
+        control: Arc<crate::mconsole::Control>,
     ) -> Option<Self> {
         Some(Self {
             file: channel.input_fd.clone()?,
             channel: channel.clone(),
             transport: transports.get(&channel.name).cloned(),
+            control,
         })
     }
 }
@@ -326,6 +328,7 @@ pub struct PortConnections {
 pub struct PortSubscriber {
     state: Arc<Mutex<PortConnections>>,
     transports: HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
+    control: Arc<crate::mconsole::Control>,
 }
 
 impl PortSubscriber {
@@ -333,8 +336,9 @@ impl PortSubscriber {
     pub fn new(
         state: Arc<Mutex<PortConnections>>,
         transports: HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
+        control: Arc<crate::mconsole::Control>,
     ) -> Self {
-        Self { state, transports }
+        Self { state, transports, control }
     }
 }
 

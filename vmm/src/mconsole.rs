@@ -199,11 +199,9 @@ impl Control {
     /// with the vCPUs).
     pub fn run_or_defer(&self, work: impl FnOnce() + Send + 'static) {
         let stopped = self.paused.lock().map(|p| *p).unwrap_or(false);
-        if stopped {
-            if let Ok(mut d) = self.deferred.lock() {
-                d.push(Box::new(work));
-                return;
-            }
+        if stopped && let Ok(mut d) = self.deferred.lock() {
+            d.push(Box::new(work));
+            return;
         }
         work();
     }

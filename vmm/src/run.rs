@@ -288,8 +288,11 @@ fn run_machine(
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
     }
-    events
-        .add_subscriber(Arc::new(Mutex::new(crate::devices::PortSubscriber::new(ports.clone(), transports))));
+    events.add_subscriber(Arc::new(Mutex::new(crate::devices::PortSubscriber::new(
+        ports.clone(),
+        transports,
+        control.clone(),
+    ))));
     let bus = devices.bus();
     let guest_requests = mconsole.guest_requests();
     events.add_subscriber(Arc::new(Mutex::new(mconsole)));
