@@ -128,7 +128,7 @@ pub fn open_pty() -> io::Result<(std::os::fd::OwnedFd, String)> {
     }
     // SAFETY: ptsname_r NUL-terminated the buffer.
     let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned();
-    // Raw mode on the slave side (opened briefly to set it).
+    // Raw mode on the slave side.
     if let Ok(slave) =
         std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&path)
     {

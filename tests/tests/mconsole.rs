@@ -14,6 +14,7 @@ struct Machine {
     child: Child,
     out: std::sync::Arc<std::sync::Mutex<String>>,
     socket: PathBuf,
+    stderr_path: PathBuf,
 }
 
 impl Machine {
@@ -42,7 +43,8 @@ impl Machine {
             }
         });
         let socket = base.join(umid).join("mconsole");
-        let m = Self { child, out, socket };
+        let stderr_path = base.join(format!("{umid}.stderr"));
+        let m = Self { child, out, socket, stderr_path };
         m.wait_for("Boot time:");
         assert!(m.socket.exists(), "no mconsole socket at {}", m.socket.display());
         m

@@ -292,6 +292,7 @@ impl VmConfig {
         ubds.sort_by_key(|(s, _)| s.index);
         cfg.ubd = ubds.into_iter().map(|(s, _)| s).collect();
         cfg.consoles = console::resolve(&general, &specific);
+        console::check_inputs(&cfg.consoles)?;
         cfg.cmdline = words.join(" ");
         Ok(cfg)
     }

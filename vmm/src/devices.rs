@@ -303,14 +303,19 @@ impl MutEventSubscriber for ConsoleInput {
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         match console::read_available(&self.file) {
-            Some(bytes) => deliver(&self.channel, self.transport.as_ref(), &bytes, &self.control),
+            // A hang-up with data still buffered reads the data first; only the end of input
+            // (or an error) stops the watch.
+            Some(bytes) if !bytes.is_empty() => {
+                deliver(&self.channel, self.transport.as_ref(), &bytes, &self.control)
+            }
+            Some(_) if events.event_set().contains(EventSet::HANG_UP) => {
+                let _ = ops.remove(events);
+            }
+            Some(_) => {}
             None => {
                 // End of input: stop watching (a closed stdin must not spin the loop).
                 let _ = ops.remove(events);
             }
-        }
-        if events.event_set().contains(EventSet::HANG_UP) {
-            let _ = ops.remove(events);
         }
     }
 }
@@ -373,6 +378,9 @@ impl MutEventSubscriber for PortSubscriber {
         let mut buf = [0u8; 4096];
         let (stream, channel, telnet) = &mut state.conns[i];
         match stream.read(&mut buf) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(n) if n > 0 => {
                 let bytes = console::strip_telnet(&buf[..n], telnet);
                 deliver(channel, self.transports.get(&channel.name), &bytes, &self.control);

@@ -8,7 +8,7 @@
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -109,7 +109,11 @@ pub struct Control {
     parked: AtomicBool,
     halt: AtomicBool,
     reboot: AtomicBool,
-    vcpu_thread: AtomicU64,
+    /// Set by the vCPU loop when it took a halt or reboot request.
+    taken: AtomicBool,
+    /// The running vCPU thread (0: none); kicks happen under this lock, and the thread clears
+    /// it before it ends, so a kick never reaches a thread that is gone.
+    vcpu_thread: Mutex<u64>,
 }
 
 /// A request for the vCPU loop.
@@ -124,7 +128,16 @@ pub enum Stop {
 impl Control {
     /// Called by the vCPU thread when it starts.
     pub fn vcpu_started(&self) {
-        self.vcpu_thread.store(crate::sys::current_thread(), Ordering::SeqCst);
+        if let Ok(mut t) = self.vcpu_thread.lock() {
+            *t = crate::sys::current_thread();
+        }
+    }
+
+    /// Called by the vCPU thread before it ends.
+    pub fn vcpu_ending(&self) {
+        if let Ok(mut t) = self.vcpu_thread.lock() {
+            *t = 0;
+        }
     }
 
     /// Called by the vCPU loop before each KVM_RUN: waits while stopped; returns a pending
@@ -137,19 +150,24 @@ impl Control {
             }
             self.parked.store(false, Ordering::SeqCst);
         }
-        if self.halt.load(Ordering::SeqCst) {
+        let stop = if self.halt.load(Ordering::SeqCst) {
             Some(Stop::Halt)
         } else if self.reboot.swap(false, Ordering::SeqCst) {
             Some(Stop::Reboot)
         } else {
             None
+        };
+        if stop.is_some() {
+            self.taken.store(true, Ordering::SeqCst);
         }
+        stop
     }
 
     fn kick(&self) {
-        let t = self.vcpu_thread.load(Ordering::SeqCst);
-        if t != 0 {
-            crate::sys::kick(t);
+        if let Ok(t) = self.vcpu_thread.lock()
+            && *t != 0
+        {
+            crate::sys::kick(*t);
         }
     }
 
@@ -168,14 +186,19 @@ impl Control {
             }
             *p = true;
         }
-        for _ in 0..1000 {
+        // A kick that lands between the vCPU's check and KVM_RUN is lost, so kick until the
+        // vCPU says it is parked.
+        for _ in 0..2000 {
             if self.parked.load(Ordering::SeqCst) {
                 return Ok(());
             }
             self.kick();
             std::thread::sleep(Duration::from_millis(1));
         }
-        Ok(())
+        if let Ok(mut p) = self.paused.lock() {
+            *p = false;
+        }
+        Err("the vCPU did not stop")
     }
 
     /// Resumes a stopped machine, then runs the device work held back meanwhile.
@@ -206,14 +229,22 @@ impl Control {
         work();
     }
 
-    /// Asks the vCPU loop to end the machine.
+    /// Asks the vCPU loop to end the machine, kicking it until it has taken the request (a
+    /// single kick can be lost; an idle guest may never exit on its own).
     pub fn request(&self, what: Stop) {
+        self.taken.store(false, Ordering::SeqCst);
         match what {
             Stop::Halt => self.halt.store(true, Ordering::SeqCst),
             Stop::Reboot => self.reboot.store(true, Ordering::SeqCst),
         }
         let _ = self.go();
-        self.kick();
+        for _ in 0..2000 {
+            if self.taken.load(Ordering::SeqCst) {
+                return;
+            }
+            self.kick();
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -239,13 +270,16 @@ const HELP: &str = "Commands:
 /// sends the reply when the guest reports it ([`umlvm_boot::ports::CONTROL_DONE`]).
 pub struct GuestRequests {
     sock: UnixDatagram,
-    waiting: Mutex<Option<SocketAddr>>,
+    waiting: Mutex<Option<(SocketAddr, std::time::Instant)>>,
 }
+
+/// How long the guest may take to answer before the request is given up.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GuestRequests {
     /// The guest finished a request with `reply` (read from the mailbox by the caller).
     pub fn complete(&self, error: bool, reply: &str) {
-        let Some(to) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
+        let Some((to, _)) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
         for d in encode_reply(error, reply) {
             let _ = send_datagram(&self.sock, &d, &to);
         }
@@ -324,8 +358,14 @@ impl Server {
             return Some("the machine is stopped; 'go' first".into());
         }
         let Ok(mut waiting) = self.requests.waiting.lock() else { return Some("internal error".into()) };
-        if waiting.is_some() {
-            return Some("busy: the guest is still answering another request".into());
+        if let Some((old, since)) = waiting.as_ref() {
+            if since.elapsed() < GUEST_TIMEOUT {
+                return Some("busy: the guest is still answering another request".into());
+            }
+            // The guest never answered the previous request: tell that client and move on.
+            for d in encode_reply(true, "the guest did not answer") {
+                let _ = send_datagram(&self.sock, &d, old);
+            }
         }
         let text = &line.as_bytes()[..line.len().min(REQUEST_MAX)];
         let base = umlvm_boot::layout::CONTROL_GPA;
@@ -334,7 +374,7 @@ impl Server {
         if !written {
             return Some("cannot reach the guest's mailbox".into());
         }
-        *waiting = Some(from.clone());
+        *waiting = Some((from.clone(), std::time::Instant::now()));
         drop(waiting);
         if guest.irq.write(1).is_err() {
             self.requests.waiting.lock().ok().and_then(|mut w| w.take());

@@ -309,6 +309,7 @@ fn run_machine(
                 guest_requests,
             };
             let outcome = vcpu::run(&mut vcpu, &mut ctx);
+            control.vcpu_ending();
             let _ = thread_evt.write(1);
             outcome
         });
@@ -316,13 +317,24 @@ fn run_machine(
             Ok(t) => t,
             Err(e) => return Err(RunError::EventFd(e)),
         };
+        let mut loop_error = None;
         loop {
             if watcher.lock().map(|w| w.done).unwrap_or(true) {
                 break;
             }
-            events.run().map_err(RunError::EventLoop)?;
+            if let Err(e) = events.run() {
+                // Stop the vCPU before leaving, or the scope would wait for it forever.
+                control.request(crate::mconsole::Stop::Halt);
+                loop_error = Some(e);
+                break;
+            }
         }
-        Ok(vcpu_thread.join().unwrap_or(Outcome::Unexpected("vCPU thread panicked".into(), String::new())))
+        let outcome =
+            vcpu_thread.join().unwrap_or(Outcome::Unexpected("vCPU thread panicked".into(), String::new()));
+        match loop_error {
+            Some(e) => Err(RunError::EventLoop(e)),
+            None => Ok(outcome),
+        }
     })?;
     Ok(outcome)
 }

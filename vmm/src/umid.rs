@@ -81,6 +81,15 @@ impl UmidDir {
                 Some(pid) if alive(pid) && pid != std::process::id() as i32 => {
                     return Err(UmidError::InUse(umid.to_string(), pid));
                 }
+                // A directory without a pid file may be a machine that is starting right now.
+                None if std::fs::metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < std::time::Duration::from_secs(5)) =>
+                {
+                    return Err(UmidError::InUse(umid.to_string(), 0));
+                }
                 _ => {
                     // Stale: left by a machine that is gone.
                     let _ = std::fs::remove_dir_all(&dir);
@@ -89,7 +98,10 @@ impl UmidDir {
         }
         std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io_err(&dir))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-        std::fs::write(dir.join("pid"), format!("{}\n", std::process::id())).map_err(io_err(&dir))?;
+        // Write the pid file atomically (readers never see it half written).
+        let tmp = dir.join(".pid.tmp");
+        std::fs::write(&tmp, format!("{}\n", std::process::id())).map_err(io_err(&dir))?;
+        std::fs::rename(&tmp, dir.join("pid")).map_err(io_err(&dir))?;
         register_cleanup(&dir);
         Ok(Self { umid: umid.to_string(), dir })
     }

@@ -530,27 +530,25 @@ pub fn merge(
             }
         }
         MergeTarget::InPlace => {
-            let path = disk.header.backing_file.clone();
-            let backing_path = backing.map(Path::to_path_buf).unwrap_or(path);
+            // Keep what we need from the COW side, then give up our shared lock on the backing
+            // file and take it exclusively: nobody else may use it while it is rewritten.
+            let backing_path =
+                backing.map(Path::to_path_buf).unwrap_or_else(|| disk.header.backing_file.clone());
+            let cow_file = disk.cow.try_clone().map_err(|e| CowError::Io(cow.to_path_buf(), e))?;
+            let data_offset = disk.layout.data_offset;
+            let dirty: Vec<u64> = (0..sectors).filter(|&s| disk.is_dirty(s)).collect();
             drop(disk);
-            let disk = CowDisk::open(cow, Some(&backing_path), true)?;
-            // Re-open the backing file for writing (our read lock is shared with nobody else).
-            let out = OpenOptions::new()
-                .write(true)
-                .open(&backing_path)
-                .map_err(|e| CowError::Io(backing_path.clone(), e))?;
+            let out = open_locked(&backing_path, Access::ReadWrite)?;
             let mut sector = [0u8; SECTOR_SIZE as usize];
-            for s in 0..sectors {
-                if disk.is_dirty(s) {
-                    disk.cow
-                        .read_exact_at(&mut sector, disk.layout.data_offset + s * SECTOR_SIZE)
-                        .map_err(|e| CowError::Io(cow.to_path_buf(), e))?;
-                    let off = s * SECTOR_SIZE;
-                    let n = (size - off).min(SECTOR_SIZE) as usize;
-                    out.write_all_at(&sector[..n], off).map_err(|e| CowError::Io(backing_path.clone(), e))?;
-                }
-                if s % 8192 == 0 || s + 1 == sectors {
-                    progress((s + 1) * SECTOR_SIZE, sectors * SECTOR_SIZE);
+            for (i, &s) in dirty.iter().enumerate() {
+                cow_file
+                    .read_exact_at(&mut sector, data_offset + s * SECTOR_SIZE)
+                    .map_err(|e| CowError::Io(cow.to_path_buf(), e))?;
+                let off = s * SECTOR_SIZE;
+                let n = (size - off).min(SECTOR_SIZE) as usize;
+                out.write_all_at(&sector[..n], off).map_err(|e| CowError::Io(backing_path.clone(), e))?;
+                if i % 8192 == 0 || i + 1 == dirty.len() {
+                    progress((i as u64 + 1) * SECTOR_SIZE, dirty.len() as u64 * SECTOR_SIZE);
                 }
             }
             out.sync_all().map_err(|e| CowError::Io(backing_path.clone(), e))?;

@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::RawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -149,6 +150,26 @@ pub fn parse_switch(
     Ok(Some((kind, unit, spec)))
 }
 
+/// Checks that no host input descriptor feeds two consoles (each keystroke would go to
+/// whichever console reads first).
+pub fn check_inputs(consoles: &[(ConsoleName, ConsoleSpec)]) -> Result<(), ChannelError> {
+    for (i, (a, sa)) in consoles.iter().enumerate() {
+        if let ChannelSpec::Fd(fd) = sa.input
+            && let Some((b, _)) = consoles[..i].iter().find(|(_, sb)| sb.input == ChannelSpec::Fd(fd))
+        {
+            return Err(ChannelError::BadSwitch(
+                format!("{a}=fd:{fd}"),
+                if fd == 0 && b.unit == 0 {
+                    "fd:0 is already con0's input; give it another input (e.g. con=null or conN=pty)"
+                } else {
+                    "this descriptor is already another console's input"
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Applies UML's rules: the specific switch beats the general one, order does not matter;
 /// by default con0 is `fd:0,fd:1` and everything else `none`. Returns the devices to create.
 pub fn resolve(
@@ -195,11 +216,13 @@ impl Write for SharedOutput {
                     q.pop_front();
                 }
             }
-            OutputState::Connected(s) => {
-                if s.write_all(buf).is_err() {
-                    *state = OutputState::Waiting(VecDeque::new());
-                }
-            }
+            OutputState::Connected(s) => match s.write(buf) {
+                // The connection is non-blocking: a client that stops reading loses output
+                // instead of stalling the machine.
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => *state = OutputState::Waiting(VecDeque::new()),
+            },
         }
         Ok(buf.len())
     }
@@ -332,6 +355,9 @@ pub struct OpenedChannel {
     pub announce: Option<String>,
     /// The terminal window of an `xterm` channel.
     pub window: Option<Arc<XtermWindow>>,
+    /// A pty's slave side, held open so the master does not report a hang-up while nobody
+    /// is attached.
+    pub pty_slave: Option<Arc<File>>,
 }
 
 impl OpenedChannel {
@@ -382,6 +408,7 @@ impl PortServers {
             let _ = stream.write_all(&backlog);
         }
         let reader = stream.try_clone().ok()?;
+        let _ = stream.set_nonblocking(true);
         *state = OutputState::Connected(stream);
         drop(state);
         Some((reader, dev))
@@ -440,6 +467,7 @@ pub fn open(
     let mut port = None;
     let mut announce = None;
     let mut pty_master: Option<Arc<File>> = None;
+    let mut pty_slave: Option<Arc<File>> = None;
     let mut window = None;
     let mut xterm_tty: Option<Arc<File>> = None;
     let mut open_window = |window: &mut Option<Arc<XtermWindow>>| -> Result<Arc<File>, ChannelError> {
@@ -461,6 +489,13 @@ pub fn open(
         *announce = Some(format!("{label} attached to {path}"));
         let m = Arc::new(File::from(master));
         pty_master = Some(m.clone());
+        pty_slave = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&path)
+            .ok()
+            .map(Arc::new);
         Ok(m)
     };
     match &spec.input {
@@ -513,6 +548,7 @@ pub fn open(
         port,
         announce,
         window,
+        pty_slave,
     };
     if let Some(p) = port {
         if let std::collections::hash_map::Entry::Vacant(slot) = ports.listeners.entry(p) {

@@ -159,7 +159,7 @@ core::arch::global_asm!(
     "    cmp qword ptr [rip + {ro} + {ro_pvm}], 0",
     "    je 8f",
     // PVM: never iretq to user mode (it would stay supervisor); HC_IRET_FRAME takes
-    // {rax, rbx, unused, rip, cs, rflags, rsp, ss} at rbx and restores rax and rbx.
+    // {rax, rbx, rdi, rip, cs, rflags, rsp, ss} at rbx and restores rax, rbx and rdi.
     "    mov rax, qword ptr [rsp]",
     "    mov qword ptr [rsp + 16], rax",
     "    mov qword ptr [rsp + 24], rdi",

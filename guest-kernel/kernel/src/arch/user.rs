@@ -95,7 +95,8 @@ pub fn init() {
         let star = (u64::from(USER_CS - 16 - 3) << 48) | (u64::from(KERNEL_CS) << 32);
         mode::write_msr(MSR_STAR, star);
         mode::write_msr(MSR_LSTAR, syscall_entry as *const () as u64);
-        mode::write_msr(MSR_SFMASK, 0x700);
+        // TF, IF, DF, IOPL, NT and AC: nothing of the user's flags may leak into the kernel.
+        mode::write_msr(MSR_SFMASK, 0x4_7700);
     }
     let _ = USER_DS;
 }

@@ -23,6 +23,11 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+/// Freed top-level table pairs, reused before fresh memory (pairs must be 8 KiB aligned, which
+/// the frame allocator's free list cannot promise).
+static FREE_PAIRS: crate::sync::IrqMutex<alloc::vec::Vec<u64>> =
+    crate::sync::IrqMutex::new(alloc::vec::Vec::new());
+
 /// The kernel-only root (the boot tables, identity map removed).
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 /// PVM: a root whose kernel half is the entry area only; copied into every user view.
@@ -125,7 +130,14 @@ fn write_entry(root: u64, index: usize, value: u64) {
 impl AddressSpace {
     /// A new, empty user address space.
     pub fn new(frames: &mut FrameAllocator) -> Option<Self> {
-        let pair = frames.alloc_pair(&mut DirectMapLinks)?;
+        let pair = match FREE_PAIRS.lock().pop() {
+            Some(p) => {
+                zero_frame(p);
+                zero_frame(p + 4096);
+                p
+            }
+            None => frames.alloc_pair(&mut DirectMapLinks)?,
+        };
         let kernel_root = KERNEL_ROOT.load(Ordering::Relaxed);
         let template = USER_TEMPLATE.load(Ordering::Relaxed);
         for i in 256..512 {
@@ -226,8 +238,7 @@ impl AddressSpace {
             }
             frames.free(&mut links, table(l4));
         }
-        frames.free(&mut links, self.pair);
-        frames.free(&mut links, self.pair + 4096);
+        FREE_PAIRS.lock().push(self.pair);
     }
 }
 
