@@ -68,12 +68,28 @@ impl Machine {
 
     /// Runs Debian's uml_mconsole against this machine: (exit status, output).
     fn uml_mconsole(&self, command: &[&str]) -> (Option<i32>, String) {
-        let out = Command::new("uml_mconsole")
-            .arg(&self.socket)
-            .args(command)
-            .output()
-            .expect("uml_mconsole (package uml-utilities)");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let mut cmd = Command::new("uml_mconsole");
+        cmd.arg(&self.socket).args(command).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("uml_mconsole (package uml-utilities)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut out = String::new();
+                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+                return (status.code(), out.trim().to_string());
+            }
+            if Instant::now() > deadline {
+                // Only the client this test started, by PID.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "uml_mconsole {command:?} got no reply in 10 s\n--- guest\n{}\n--- umlvm stderr\n{}",
+                    self.output(),
+                    std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn wait(mut self) -> Option<i32> {
