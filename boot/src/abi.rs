@@ -50,6 +50,10 @@ pub const PVM_VIF_FEATURES_USER_ROOT_FLIP: u64 = 0b11;
 pub mod control {
     /// Offset of the request length (u32).
     pub const REQUEST_LEN: usize = 0;
+    /// Offset of the request sequence number (u32): the VMM increments it with each request,
+    /// so the guest can tell a new request from one it answered (and pick up a request whose
+    /// interrupt came before it was ready for it).
+    pub const REQUEST_SEQ: usize = 4;
     /// Offset of the request text.
     pub const REQUEST: usize = 16;
     /// Longest request.

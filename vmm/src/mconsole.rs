@@ -271,6 +271,7 @@ const HELP: &str = "Commands:
 pub struct GuestRequests {
     sock: UnixDatagram,
     waiting: Mutex<Option<(SocketAddr, std::time::Instant)>>,
+    seq: std::sync::atomic::AtomicU32,
 }
 
 /// How long the guest may take to answer before the request is given up.
@@ -282,6 +283,19 @@ impl GuestRequests {
         let Some((to, _)) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
         for d in encode_reply(error, reply) {
             let _ = send_datagram(&self.sock, &d, &to);
+        }
+    }
+
+    /// Gives up a request the guest has not answered in time, telling its client.
+    pub fn expire(&self) {
+        let Ok(mut w) = self.waiting.lock() else { return };
+        if let Some((to, since)) = w.as_ref()
+            && since.elapsed() >= GUEST_TIMEOUT
+        {
+            for d in encode_reply(true, "the guest did not answer") {
+                let _ = send_datagram(&self.sock, &d, to);
+            }
+            *w = None;
         }
     }
 }
@@ -317,7 +331,11 @@ impl Server {
         let sock = UnixDatagram::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         sock.set_nonblocking(true)?;
-        let requests = Arc::new(GuestRequests { sock: sock.try_clone()?, waiting: Mutex::new(None) });
+        let requests = Arc::new(GuestRequests {
+            sock: sock.try_clone()?,
+            waiting: Mutex::new(None),
+            seq: std::sync::atomic::AtomicU32::new(0),
+        });
         Ok(Self { sock, control, version, devices, requests, guest: None })
     }
 
@@ -351,7 +369,7 @@ impl Server {
     /// Hands `line` to the guest; the reply goes out when the guest is done. Returns an
     /// immediate error reply if the guest cannot take it now.
     fn forward_to_guest(&self, line: &str, from: &SocketAddr) -> Option<String> {
-        use umlvm_boot::abi::control::{REQUEST, REQUEST_LEN, REQUEST_MAX};
+        use umlvm_boot::abi::control::{REQUEST, REQUEST_LEN, REQUEST_MAX, REQUEST_SEQ};
         use vm_memory::{Bytes, GuestAddress};
         let Some(guest) = &self.guest else { return Some("no machine".into()) };
         if self.control.is_stopped() {
@@ -369,8 +387,10 @@ impl Server {
         }
         let text = &line.as_bytes()[..line.len().min(REQUEST_MAX)];
         let base = umlvm_boot::layout::CONTROL_GPA;
+        let seq = self.requests.seq.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
         let written = guest.mem.write_obj(text.len() as u32, GuestAddress(base + REQUEST_LEN as u64)).is_ok()
-            && guest.mem.write_slice(text, GuestAddress(base + REQUEST as u64)).is_ok();
+            && guest.mem.write_slice(text, GuestAddress(base + REQUEST as u64)).is_ok()
+            && guest.mem.write_obj(seq, GuestAddress(base + REQUEST_SEQ as u64)).is_ok();
         if !written {
             return Some("cannot reach the guest's mailbox".into());
         }
@@ -564,7 +584,11 @@ mod tests {
     #[test]
     fn commands_match_by_prefix_and_unknown_ones_fail() {
         let sock = UnixDatagram::unbound().unwrap();
-        let requests = Arc::new(GuestRequests { sock: sock.try_clone().unwrap(), waiting: Mutex::new(None) });
+        let requests = Arc::new(GuestRequests {
+            sock: sock.try_clone().unwrap(),
+            waiting: Mutex::new(None),
+            seq: std::sync::atomic::AtomicU32::new(0),
+        });
         let s = Server {
             sock,
             control: Arc::default(),

@@ -295,6 +295,7 @@ fn run_machine(
     ))));
     let bus = devices.bus();
     let guest_requests = mconsole.guest_requests();
+    let guest_requests_for_loop = guest_requests.clone();
     events.add_subscriber(Arc::new(Mutex::new(mconsole)));
 
     let outcome = std::thread::scope(|scope| {
@@ -322,7 +323,8 @@ fn run_machine(
             if watcher.lock().map(|w| w.done).unwrap_or(true) {
                 break;
             }
-            if let Err(e) = events.run() {
+            guest_requests_for_loop.expire();
+            if let Err(e) = events.run_with_timeout(500) {
                 // Stop the vCPU before leaving, or the scope would wait for it forever.
                 control.request(crate::mconsole::Stop::Halt);
                 loop_error = Some(e);

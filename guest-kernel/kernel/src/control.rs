@@ -29,8 +29,22 @@ enum After {
     PowerOff,
 }
 
-/// The control interrupt: run the request, reply.
+/// Sequence number of the last request answered.
+static ANSWERED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Answers a request that arrived before the control interrupt was routed (its edge was
+/// lost); called once the kernel is ready for requests.
+pub fn poll() {
+    crate::arch::mode::irq_disable();
+    on_interrupt();
+}
+
+/// The control interrupt: run the request (if it is a new one), reply.
 pub fn on_interrupt() {
+    let seq = pv::control_seq();
+    if seq == ANSWERED.swap(seq, core::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let mut req = [0u8; REQUEST_MAX];
     let len = pv::control_request(&mut req);
     let line = core::str::from_utf8(&req[..len]).unwrap_or("").trim();

@@ -76,6 +76,7 @@ pub fn kmain(entry: BootEntry) -> ! {
     block::init(info);
     tty::init(info);
     irq::route_pin(umlvm_boot::layout::CONTROL_GSI as u8, arch::ioapic::Trigger::Edge);
+    control::poll();
 
     if let Some(what) = cmdline.get("crash") {
         crash::trigger(what);

@@ -71,6 +71,13 @@ pub fn unassigned_port() {
     unsafe { outl(0x7f0, 0) };
 }
 
+/// The control mailbox's request sequence number.
+pub fn control_seq() -> u32 {
+    let base = super::memory::phys_to_virt(umlvm_boot::layout::CONTROL_GPA);
+    // SAFETY: a volatile read of a u32 inside the reserved control page.
+    unsafe { core::ptr::read_volatile((base + umlvm_boot::abi::control::REQUEST_SEQ as u64) as *const u32) }
+}
+
 /// The control mailbox's request: copies it into `buf`, returns its length.
 pub fn control_request(buf: &mut [u8; umlvm_boot::abi::control::REQUEST_MAX]) -> usize {
     use umlvm_boot::abi::control::{REQUEST, REQUEST_LEN, REQUEST_MAX};
