@@ -260,28 +260,26 @@ struct Xvfb {
 
 impl Xvfb {
     fn start() -> Self {
-        let n = (60..90)
-            .map(|i| i + std::process::id() % 7)
-            .find(|n| !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
-            .expect("a free display number");
-        let child = Command::new("Xvfb")
-            .args([
-                format!(":{n}"),
-                "-nolisten".into(),
-                "tcp".into(),
-                "-screen".into(),
-                "0".into(),
-                "1024x768x24".into(),
-            ])
-            .stdout(Stdio::null())
+        // Xvfb picks a free display itself and writes its number to fd 1 once it is ready.
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0", "1024x768x24"])
+            .stdout(writer)
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb (package xvfb, installed by make) must be available");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(Instant::now() < deadline, "Xvfb did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(reader).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        let Ok(n) = line.trim().parse::<u32>() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("Xvfb did not report a display within 10 s (got {line:?})");
+        };
         Self { child, display: format!(":{n}") }
     }
 
@@ -301,7 +299,8 @@ impl Xvfb {
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not SIGKILL: Xvfb then removes its socket and lock file.
+        umlvm_tests::pty::terminate(&self.child);
         let _ = self.child.wait();
     }
 }
