@@ -178,6 +178,71 @@ fn umlvm_mconsole_one_shot_and_interactive() {
 }
 
 #[test]
+fn interactive_prompt_on_a_terminal_has_history() {
+    use std::io::Write;
+    use umlvm_tests::pty;
+    let base = TempDir::new("mc-tty");
+    let m = Machine::start(base.path(), "tty", &["selftest=none", "ticks=20000"]);
+    let (master, slave) = pty::open();
+    let mut child = Command::new(umlvm_bin())
+        .args(["mconsole", "--uml-dir", base.path().to_str().unwrap(), "tty"])
+        .env("TERM", "xterm")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        // Ends with EIO once the client has exited and the last slave descriptor is closed.
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_count = |child: &Child, needle: &str, count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().matches(needle).count() < count {
+            if Instant::now() > deadline {
+                pty::terminate(child);
+                panic!("wanted {count} x {needle:?} on the terminal:\n{:?}", seen.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut keys = master;
+    wait_count(&child, "(tty) ", 1);
+    keys.write_all(b"version\r").unwrap();
+    wait_count(&child, "OK umlvm-kernel", 1);
+    wait_count(&child, "(tty) ", 2);
+    // Up arrow recalls the last command; Enter runs it again.
+    keys.write_all(b"\x1b[A").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    keys.write_all(b"\r").unwrap();
+    wait_count(&child, "OK umlvm-kernel", 2);
+    wait_count(&child, "(tty) ", 3);
+    keys.write_all(b"quit\r").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            pty::terminate(&child);
+            panic!("client did not leave on quit:\n{:?}", seen.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "client exit {status}");
+    // The terminal is left as it was found (cooked mode).
+    assert!(pty::is_canonical(&keys), "terminal left in raw mode");
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
+    assert_eq!(m.wait(), Some(0));
+}
+
+#[test]
 fn bad_datagrams_do_not_hurt_the_machine() {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};

@@ -268,24 +268,54 @@ fn mconsole_client(target: &str, command: &[String], uml_dir: Option<&std::path:
     if !command.is_empty() {
         return if run_one(&command.join(" ")) { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
-    // Interactive: a prompt when on a terminal; `quit` or end of input leaves.
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    // Interactive. On a terminal: a line editor with history (arrows, ^R), like
+    // uml_mconsole's readline prompt; otherwise plain lines from stdin, for scripts.
+    // `quit` or end of input leaves; the exit status is that of the last command.
     let mut ok = true;
-    loop {
-        if tty {
-            print!("({target}) ");
-            let _ = std::io::Write::flush(&mut std::io::stdout());
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let mut editor = match rustyline::DefaultEditor::new() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("umlvm: terminal: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let prompt = format!("({target}) ");
+        loop {
+            match editor.readline(&prompt) {
+                Ok(line) => {
+                    let line = line.trim();
+                    if line == "quit" {
+                        break;
+                    }
+                    if !line.is_empty() {
+                        let _ = editor.add_history_entry(line);
+                        ok = run_one(line);
+                    }
+                }
+                // ^C abandons the line being typed, as in readline.
+                Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                Err(rustyline::error::ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("umlvm: terminal: {e}");
+                    return ExitCode::from(1);
+                }
+            }
         }
+    } else {
         let mut line = String::new();
-        if std::io::stdin().read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        let line = line.trim();
-        if line == "quit" {
-            break;
-        }
-        if !line.is_empty() {
-            ok = run_one(line);
+        loop {
+            line.clear();
+            if std::io::stdin().read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let line = line.trim();
+            if line == "quit" {
+                break;
+            }
+            if !line.is_empty() {
+                ok = run_one(line);
+            }
         }
     }
     if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
