@@ -27,29 +27,11 @@ pub fn pread_volatile<B: vm_memory::bitmap::BitmapSlice>(
     use std::os::fd::AsRawFd;
     let guard = slice.ptr_guard_mut();
     let (ptr, len) = (guard.as_ptr(), slice.len());
-    let mut done = 0usize;
-    while done < len {
+    positional_loop(len, offset, io::ErrorKind::UnexpectedEof, |done, at| {
         // SAFETY: `ptr..ptr+len` is guest memory the slice (and its guard) keep mapped; the
         // kernel writes at most `len - done` bytes at `ptr + done`.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                ptr.add(done).cast(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        match n {
-            n if n > 0 => done += n as usize,
-            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
+        unsafe { libc::pread(file.as_raw_fd(), ptr.add(done).cast(), len - done, at) }
+    })?;
     slice.bitmap().mark_dirty(0, len);
     Ok(())
 }
@@ -63,21 +45,26 @@ pub fn pwrite_volatile<B: vm_memory::bitmap::BitmapSlice>(
     use std::os::fd::AsRawFd;
     let guard = slice.ptr_guard();
     let (ptr, len) = (guard.as_ptr(), slice.len());
-    let mut done = 0usize;
-    while done < len {
+    positional_loop(len, offset, io::ErrorKind::WriteZero, |done, at| {
         // SAFETY: `ptr..ptr+len` is guest memory the slice (and its guard) keep mapped; the
         // kernel only reads from it.
-        let n = unsafe {
-            libc::pwrite(
-                file.as_raw_fd(),
-                ptr.add(done).cast(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        match n {
+        unsafe { libc::pwrite(file.as_raw_fd(), ptr.add(done).cast(), len - done, at) }
+    })
+}
+
+/// Repeats a positional transfer `op(done, file_offset)` until `len` bytes have moved,
+/// retrying on EINTR; a transfer of zero bytes is an error of kind `zero`.
+fn positional_loop(
+    len: usize,
+    offset: u64,
+    zero: io::ErrorKind,
+    mut op: impl FnMut(usize, libc::off_t) -> isize,
+) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < len {
+        match op(done, (offset + done as u64) as libc::off_t) {
             n if n > 0 => done += n as usize,
-            0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            0 => return Err(io::Error::from(zero)),
             _ => {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {

@@ -28,6 +28,16 @@ impl Interrupt for vmm_sys_util::eventfd::EventFd {
     }
 }
 
+/// Copies the part of a read-only configuration space `config` that a guest read of
+/// `data.len()` bytes at `offset` covers; bytes past its end read as zero.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    if let Some(tail) = usize::try_from(offset).ok().and_then(|start| config.get(start..)) {
+        let n = data.len().min(tail.len());
+        data[..n].copy_from_slice(&tail[..n]);
+    }
+}
+
 /// A virtio device behind a transport.
 pub trait VirtioDevice: Send {
     /// virtio device type.
@@ -43,4 +53,21 @@ pub trait VirtioDevice: Send {
     /// Processes the available buffers of queue `index`; returns whether the guest must be
     /// interrupted.
     fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_config_bytes;
+
+    #[test]
+    fn config_reads_are_clipped_and_zero_filled() {
+        let config = [1u8, 2, 3, 4];
+        let mut data = [0xFFu8; 4];
+        read_config_bytes(&config, 2, &mut data);
+        assert_eq!(data, [3, 4, 0, 0]);
+        read_config_bytes(&config, 9, &mut data);
+        assert_eq!(data, [0; 4]);
+        read_config_bytes(&config, u64::MAX, &mut data);
+        assert_eq!(data, [0; 4]);
+    }
 }

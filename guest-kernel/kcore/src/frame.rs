@@ -102,26 +102,35 @@ impl FrameAllocator {
     /// user table sits 4 KiB above the kernel one). Both come fresh (zeroed) from the bump
     /// pointer; a frame skipped for alignment goes on the free list.
     pub fn alloc_pair<L: FrameLinks>(&mut self, links: &mut L) -> Option<u64> {
+        self.alloc_run(links, 2, 2 * FRAME_SIZE)
+    }
+
+    /// Allocates `count` physically contiguous fresh (zeroed) frames from the bump pointer
+    /// (for DMA rings); frames of a region too short for them go on the free list.
+    pub fn alloc_contiguous<L: FrameLinks>(&mut self, links: &mut L, count: u64) -> Option<u64> {
+        if count == 0 {
+            return None;
+        }
+        self.alloc_run(links, count, FRAME_SIZE)
+    }
+
+    /// Takes `count` fresh frames starting at a multiple of `align` from the bump pointer.
+    /// Frames skipped for alignment, and the tail of a region too short for the run, go on
+    /// the free list.
+    fn alloc_run<L: FrameLinks>(&mut self, links: &mut L, count: u64, align: u64) -> Option<u64> {
         while self.current < self.region_count {
             let (_, end) = self.regions[self.current];
-            if !self.bump.is_multiple_of(2 * FRAME_SIZE) && self.bump < end {
-                let skipped = self.bump;
-                self.bump += FRAME_SIZE;
-                self.allocated += 1;
-                self.free(links, skipped);
+            while !self.bump.is_multiple_of(align) && self.bump < end {
+                self.bump_to_free_list(links);
             }
-            if self.bump + 2 * FRAME_SIZE <= end {
+            if self.bump + count * FRAME_SIZE <= end {
                 let addr = self.bump;
-                self.bump += 2 * FRAME_SIZE;
-                self.allocated += 2;
+                self.bump += count * FRAME_SIZE;
+                self.allocated += count;
                 return Some(addr);
             }
-            // No pair left here: the region's last frames go on the free list.
             while self.bump < end {
-                let leftover = self.bump;
-                self.bump += FRAME_SIZE;
-                self.allocated += 1;
-                self.free(links, leftover);
+                self.bump_to_free_list(links);
             }
             self.current += 1;
             if self.current < self.region_count {
@@ -131,32 +140,12 @@ impl FrameAllocator {
         None
     }
 
-    /// Allocates `count` physically contiguous fresh (zeroed) frames from the bump pointer
-    /// (for DMA rings); frames of a region too short for them go on the free list.
-    pub fn alloc_contiguous<L: FrameLinks>(&mut self, links: &mut L, count: u64) -> Option<u64> {
-        if count == 0 {
-            return None;
-        }
-        while self.current < self.region_count {
-            let (_, end) = self.regions[self.current];
-            if self.bump + count * FRAME_SIZE <= end {
-                let addr = self.bump;
-                self.bump += count * FRAME_SIZE;
-                self.allocated += count;
-                return Some(addr);
-            }
-            while self.bump < end {
-                let leftover = self.bump;
-                self.bump += FRAME_SIZE;
-                self.allocated += 1;
-                self.free(links, leftover);
-            }
-            self.current += 1;
-            if self.current < self.region_count {
-                self.bump = self.regions[self.current].0;
-            }
-        }
-        None
+    /// Moves the frame at the bump pointer onto the free list.
+    fn bump_to_free_list<L: FrameLinks>(&mut self, links: &mut L) {
+        let frame = self.bump;
+        self.bump += FRAME_SIZE;
+        self.allocated += 1;
+        self.free(links, frame);
     }
 
     /// Returns `frame` to the allocator.

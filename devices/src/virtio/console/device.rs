@@ -103,12 +103,7 @@ impl VirtioDevice for Console {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let start = offset as usize;
-        if start < self.config.len() {
-            let n = data.len().min(self.config.len() - start);
-            data[..n].copy_from_slice(&self.config[start..start + n]);
-        }
+        crate::virtio::read_config_bytes(&self.config, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}

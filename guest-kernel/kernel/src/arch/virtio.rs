@@ -86,8 +86,9 @@ pub struct VirtioBlock {
     dev: VirtIOBlk<KernelHal, MmioTransport<'static>>,
 }
 
-/// Probes the virtio-mmio window at physical `base`: `Some` for a block device.
-pub fn probe_block(base: u64, len: u64) -> Option<VirtioBlock> {
+/// The virtio-mmio transport of the window at physical `base`, if a device of type `kind`
+/// is there.
+fn probe_transport(base: u64, len: u64, kind: DeviceType) -> Option<MmioTransport<'static>> {
     if !(MMIO_HOLE_GPA..1 << 32).contains(&base) {
         return None;
     }
@@ -96,9 +97,12 @@ pub fn probe_block(base: u64, len: u64) -> Option<VirtioBlock> {
     // (checked to be in the MMIO hole, mapped uncached by the direct map); each window is
     // probed once, so the transport is its only user.
     let transport = unsafe { MmioTransport::new(header, len as usize) }.ok()?;
-    if transport.device_type() != DeviceType::Block {
-        return None;
-    }
+    (transport.device_type() == kind).then_some(transport)
+}
+
+/// Probes the virtio-mmio window at physical `base`: `Some` for a block device.
+pub fn probe_block(base: u64, len: u64) -> Option<VirtioBlock> {
+    let transport = probe_transport(base, len, DeviceType::Block)?;
     let mut dev = VirtIOBlk::<KernelHal, _>::new(transport).ok()?;
     dev.enable_interrupts();
     Some(VirtioBlock { dev })
@@ -223,15 +227,7 @@ pub struct VirtioConsole {
 
 /// Probes the virtio-mmio window at physical `base`: `Some` for a console device.
 pub fn probe_console(base: u64, len: u64) -> Option<VirtioConsole> {
-    if !(MMIO_HOLE_GPA..1 << 32).contains(&base) {
-        return None;
-    }
-    let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader)?;
-    // SAFETY: as in `probe_block`: a virtio-mmio window the VMM described, probed once.
-    let transport = unsafe { MmioTransport::new(header, len as usize) }.ok()?;
-    if transport.device_type() != DeviceType::Console {
-        return None;
-    }
+    let transport = probe_transport(base, len, DeviceType::Console)?;
     let dev = virtio_drivers::device::console::VirtIOConsole::<KernelHal, _>::new(transport).ok()?;
     Some(VirtioConsole { dev })
 }
