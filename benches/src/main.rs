@@ -3,8 +3,11 @@
 //! Each configuration is run many times; we report the median (and min / p90), because these
 //! machines are noisy. Figures go to docs/benchmarks.md together with this command.
 
+mod sys;
+
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use sys::wait_with_rusage;
 
 /// One measured run.
 struct Sample {
@@ -12,17 +15,6 @@ struct Sample {
     main_us: u64,
     done_us: u64,
     max_rss_kib: u64,
-}
-
-/// Waits for `pid` and returns (exit status, peak RSS in KiB) from the kernel's accounting.
-fn wait_with_rusage(pid: u32) -> (i32, u64) {
-    let mut status = 0;
-    // SAFETY: rusage is plain data; zeroed is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet reaped; the pointers are valid for the call.
-    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid as libc::pid_t, "wait4 failed");
-    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
 }
 
 fn number_after(text: &str, prefix: &str) -> u64 {
@@ -115,8 +107,7 @@ fn host_getppid_ns() -> u64 {
         .map(|_| {
             let t = Instant::now();
             for _ in 0..200_000 {
-                // SAFETY: getppid has no arguments and no side effects.
-                unsafe { libc::syscall(libc::SYS_getppid) };
+                std::hint::black_box(std::os::unix::process::parent_id());
             }
             t.elapsed().as_nanos() as u64 / 200_000
         })
