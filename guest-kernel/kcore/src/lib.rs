@@ -8,7 +8,6 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 pub mod backtrace;
@@ -19,4 +18,5 @@ pub mod exception;
 pub mod frame;
 pub mod ldisc;
 pub mod time;
+pub mod vfs;
 pub mod vma;
