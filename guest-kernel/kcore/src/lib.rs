@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod areas;
 pub mod backtrace;
 pub mod cmdline;
 pub mod console;
@@ -17,6 +18,7 @@ pub mod errno;
 pub mod exception;
 pub mod frame;
 pub mod ldisc;
+pub mod sysnames;
 pub mod time;
 pub mod vfs;
 pub mod vma;
