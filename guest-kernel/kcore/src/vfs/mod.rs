@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub mod mount;
 pub mod tmpfs;
 
 /// Longest path component.
