@@ -11,6 +11,10 @@ use crate::errno::{Errno, KResult};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub mod mount;
+pub mod tmpfs;
 
 /// Longest path component.
 pub const NAME_MAX: usize = 255;
@@ -296,6 +300,13 @@ pub trait FileSystem: Send + Sync {
     fn unmount(&self) -> KResult<()> {
         self.sync()
     }
+}
+
+/// A fresh file-system identity for [`Inode::fs_id`], unique among all instances of all file
+/// system types (one counter, so a tmpfs and an ext2 never share an id).
+pub fn next_fs_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Whether two inodes are the same (same file system and inode number).
