@@ -17,6 +17,7 @@ pub mod errno;
 pub mod exception;
 pub mod frame;
 pub mod ldisc;
+pub mod signal;
 pub mod time;
 pub mod vfs;
 pub mod vma;
