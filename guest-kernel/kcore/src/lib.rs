@@ -18,6 +18,7 @@ pub mod exception;
 pub mod frame;
 pub mod ldisc;
 pub mod signal;
+pub mod termios;
 pub mod time;
 pub mod vfs;
 pub mod vma;
