@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod abi;
 pub mod backtrace;
 pub mod cmdline;
 pub mod console;
