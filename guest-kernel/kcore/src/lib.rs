@@ -10,13 +10,17 @@
 
 extern crate alloc;
 
+pub mod abi;
 pub mod areas;
 pub mod backtrace;
 pub mod cmdline;
 pub mod console;
+pub mod cpio;
 pub mod errno;
 pub mod exception;
+pub mod exec;
 pub mod frame;
+pub mod gzip;
 pub mod ldisc;
 pub mod signal;
 pub mod sysnames;
