@@ -15,6 +15,7 @@ pub mod cmdline;
 pub mod console;
 pub mod errno;
 pub mod exception;
+pub mod ext2;
 pub mod frame;
 pub mod ldisc;
 pub mod time;
