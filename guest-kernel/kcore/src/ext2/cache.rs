@@ -30,7 +30,14 @@ pub(crate) struct BlockCache {
 impl BlockCache {
     /// An empty cache of `capacity` blocks of `block_size` bytes.
     pub(crate) fn new(dev: Arc<dyn BlockDevice>, block_size: usize, capacity: usize) -> Self {
-        Self { dev, block_size, capacity: capacity.max(8), map: BTreeMap::new(), lru: BTreeMap::new(), tick: 0 }
+        Self {
+            dev,
+            block_size,
+            capacity: capacity.max(8),
+            map: BTreeMap::new(),
+            lru: BTreeMap::new(),
+            tick: 0,
+        }
     }
 
     fn offset(&self, blk: u32) -> u64 {

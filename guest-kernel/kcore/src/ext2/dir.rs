@@ -201,7 +201,13 @@ impl State {
     }
 
     /// Points the entry found by [`Self::dir_find`] at another inode.
-    pub(crate) fn dir_retarget(&mut self, dir: &mut RawInode, f: &Found, ino: u32, kind: FileType) -> KResult<()> {
+    pub(crate) fn dir_retarget(
+        &mut self,
+        dir: &mut RawInode,
+        f: &Found,
+        ino: u32,
+        kind: FileType,
+    ) -> KResult<()> {
         let filetype = self.geo.filetype;
         let block = self.cache.write(f.phys)?;
         put32(block, f.off, ino);
@@ -251,13 +257,10 @@ impl State {
             let phys = self.bmap(dir, lblk)?;
             if phys != 0 {
                 let (entries, block) = self.entries(phys)?;
-                for e in entries.iter().filter(|e| e.off >= within && e.ino != 0) {
+                if let Some(e) = entries.iter().find(|e| e.off >= within && e.ino != 0) {
                     let kind = match type_from_byte(e.kind) {
                         Some(k) => k,
-                        None => {
-                            let raw = self.read_inode(e.ino)?;
-                            raw.file_type().unwrap_or(FileType::Regular)
-                        }
+                        None => self.read_inode(e.ino)?.file_type().unwrap_or(FileType::Regular),
                     };
                     let entry = DirEntry { ino: u64::from(e.ino), kind, name: name_of(&block, e).to_vec() };
                     return Ok(Some((entry, lblk * bs + (e.off + e.rec_len) as u64)));

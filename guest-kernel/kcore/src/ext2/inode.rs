@@ -355,7 +355,13 @@ impl State {
 
     /// Writes file data at `off`, allocating blocks and growing the size; returns the bytes
     /// written (short if the disk fills after some were written).
-    pub(crate) fn write_data(&mut self, ino: u32, inode: &mut RawInode, off: u64, buf: &[u8]) -> KResult<usize> {
+    pub(crate) fn write_data(
+        &mut self,
+        ino: u32,
+        inode: &mut RawInode,
+        off: u64,
+        buf: &[u8],
+    ) -> KResult<usize> {
         let end = off.checked_add(buf.len() as u64).ok_or(Errno::EFBIG)?;
         if end > self.max_file_size() {
             return Err(Errno::EFBIG);

@@ -177,19 +177,14 @@ impl Ext2Fs {
             groups.push(d);
         }
         let mount_state = sb.state();
-        let mut st = State {
-            geo,
-            sb,
-            groups,
-            cache,
-            readonly,
-            gd_dirty: false,
-            features_dirty: false,
-            clock,
-        };
+        let mut st =
+            State { geo, sb, groups, cache, readonly, gd_dirty: false, features_dirty: false, clock };
         let root = st.read_inode(ROOT_INO)?;
         if !root.is_dir() {
-            return Err(MountError::new(Errno::EINVAL, "corrupt file system: the root is not a directory".into()));
+            return Err(MountError::new(
+                Errno::EINVAL,
+                "corrupt file system: the root is not a directory".into(),
+            ));
         }
         if !readonly {
             mark_mounted(&mut st)?;

@@ -250,10 +250,17 @@ impl Geometry {
     }
 
     /// Validates a superblock against the device and the features we support.
-    pub(crate) fn from_superblock(sb: &Superblock, dev_size: u64, readonly: bool) -> Result<Self, MountError> {
+    pub(crate) fn from_superblock(
+        sb: &Superblock,
+        dev_size: u64,
+        readonly: bool,
+    ) -> Result<Self, MountError> {
         let bad = |m: String| MountError::new(Errno::EINVAL, m);
         if sb.magic() != MAGIC {
-            return Err(bad(format!("not an ext2 file system (bad magic 0x{:04x}, expected 0xef53)", sb.magic())));
+            return Err(bad(format!(
+                "not an ext2 file system (bad magic 0x{:04x}, expected 0xef53)",
+                sb.magic()
+            )));
         }
         let rev = sb.rev_level();
         if rev > 1 {
@@ -293,14 +300,14 @@ impl Geometry {
         }
         let log = sb.log_block_size();
         if log > 2 {
-            return Err(bad(format!("block size {} is not supported (only 1, 2 and 4 KiB)", 1u64 << (10 + log.min(40)))));
+            return Err(bad(format!(
+                "block size {} is not supported (only 1, 2 and 4 KiB)",
+                1u64 << (10 + log.min(40))
+            )));
         }
         let block_size = 1024u32 << log;
-        let (inode_size, first_ino) = if rev == 0 {
-            (128, 11)
-        } else {
-            (u32::from(sb.inode_size_raw()), sb.first_ino_raw())
-        };
+        let (inode_size, first_ino) =
+            if rev == 0 { (128, 11) } else { (u32::from(sb.inode_size_raw()), sb.first_ino_raw()) };
         if inode_size < 128 || !inode_size.is_power_of_two() || inode_size > block_size {
             return Err(bad(format!("bad inode size {inode_size}")));
         }
@@ -363,7 +370,9 @@ impl Geometry {
 /// Checks that a descriptor's bitmaps and table lie inside the file system.
 pub(crate) fn check_desc(geo: &Geometry, g: u32, d: &GroupDesc) -> Result<(), MountError> {
     let itable_blocks = (geo.inodes_per_group * geo.inode_size).div_ceil(geo.block_size);
-    let ok = |b: u32, n: u32| b >= geo.first_data_block && u64::from(b) + u64::from(n) <= u64::from(geo.blocks_count);
+    let ok = |b: u32, n: u32| {
+        b >= geo.first_data_block && u64::from(b) + u64::from(n) <= u64::from(geo.blocks_count)
+    };
     if !ok(d.block_bitmap, 1) || !ok(d.inode_bitmap, 1) || !ok(d.inode_table, itable_blocks) {
         return Err(MountError::new(
             Errno::EINVAL,
