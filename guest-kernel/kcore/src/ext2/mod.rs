@@ -35,7 +35,7 @@ use cache::{BlockCache, CACHE_BLOCKS};
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spinning_top::Spinlock;
-use superblock::{DESC_SIZE, Geometry, GroupDesc, SB_OFFSET, SB_SIZE, STATE_VALID, Superblock};
+use superblock::{DESC_SIZE, Geometry, GroupDesc, SB_OFFSET, SB_SIZE, STATE_ERROR, STATE_VALID, Superblock};
 
 /// `statfs` magic of ext2.
 pub const EXT2_MAGIC: u64 = 0xEF53;
@@ -187,6 +187,11 @@ impl Ext2Fs {
             ));
         }
         if !readonly {
+            if mount_state & STATE_VALID == 0 || mount_state & STATE_ERROR != 0 {
+                log::warn!(
+                    "ext2: mounting a file system that was not cleanly unmounted or has errors; run e2fsck"
+                );
+            }
             mark_mounted(&mut st)?;
             dev.write(SB_OFFSET, st.sb.bytes())?;
             dev.flush()?;
@@ -333,6 +338,16 @@ impl Ext2Fs {
             self.dev.write(off, &buf)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Ext2Fs {
+    /// Writes what is still dirty (an unmount would have done so already).
+    fn drop(&mut self) {
+        let mut st = self.state.lock();
+        if let Err(e) = self.sync_locked(&mut st, false) {
+            log::warn!("ext2: writing back on drop failed: {}", e.name());
+        }
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) const SB_OFFSET: u64 = 1024;
 pub(crate) const SB_SIZE: usize = 1024;
 /// `s_state`: cleanly unmounted.
 pub(crate) const STATE_VALID: u16 = 1;
+/// `s_state`: errors were detected.
+pub(crate) const STATE_ERROR: u16 = 2;
 
 /// `s_feature_compat`: has an ext3 journal.
 pub(crate) const COMPAT_HAS_JOURNAL: u32 = 0x4;
@@ -284,7 +286,12 @@ impl Geometry {
                 if !msg.is_empty() {
                     msg.push_str("; ");
                 }
-                msg.push_str(&format!("ext4 feature {} is not supported", describe(bit, INCOMPAT_NAMES)));
+                let what = describe(bit, INCOMPAT_NAMES);
+                msg.push_str(&match bit {
+                    0x1 => format!("ext2 feature {what} is not supported"),
+                    0x8 => format!("this is an external journal ({what}), not a file system"),
+                    _ => format!("ext4 feature {what} is not supported"),
+                });
             }
             return Err(bad(msg));
         }

@@ -304,6 +304,9 @@ fn workload(fs: &Arc<Ext2Fs>) {
     let hl = create_file(&root, "hard", b"linked");
     many.link(b"hard2", &hl).unwrap();
     assert_eq!(hl.metadata().nlink, 2);
+    let (h1, h2) = (root.lookup(b"hard").unwrap(), many.lookup(b"hard2").unwrap());
+    assert!(core::ptr::addr_eq(Arc::as_ptr(&h1), Arc::as_ptr(&hl)), "one inode, one Arc");
+    assert!(core::ptr::addr_eq(Arc::as_ptr(&h2), Arc::as_ptr(&hl)), "one inode, one Arc");
     assert_eq!(many.link(b"x", &walk(fs, "d0").unwrap()), Err(Errno::EPERM));
     // Renames: files and directories across parents, and over existing targets.
     let a = mkdir(&root, "a");

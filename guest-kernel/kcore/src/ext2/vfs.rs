@@ -450,6 +450,10 @@ impl Inode for Ext2Inode {
     fn read_dir(&self, cursor: u64) -> KResult<Option<(DirEntry, u64)>> {
         let mut st = self.fs.lock();
         let dir = self.dir(&mut st)?;
+        if dir.links() == 0 {
+            // Removed while open: empty, as in Linux.
+            return Ok(None);
+        }
         st.dir_entry_at(&dir, cursor)
     }
 
