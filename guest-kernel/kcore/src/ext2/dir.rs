@@ -192,7 +192,7 @@ impl State {
         let block = self.cache.write(f.phys)?;
         match f.prev {
             Some(prev) => {
-                let merged = get16(block, prev + 4) + get16(block, f.off + 4);
+                let merged = get16(block, prev + 4).saturating_add(get16(block, f.off + 4));
                 put16(block, prev + 4, merged);
             }
             None => put32(block, f.off, 0),
