@@ -19,6 +19,7 @@ pub mod cpio;
 pub mod errno;
 pub mod exception;
 pub mod exec;
+pub mod ext2;
 pub mod frame;
 pub mod gzip;
 pub mod ldisc;

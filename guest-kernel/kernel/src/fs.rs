@@ -1,0 +1,150 @@
+//! The kernel's file-system state: the mount table, each process's root/cwd/umask, the
+//! device file system and the helpers syscalls use to turn paths into inodes.
+
+use crate::sched;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use spinning_top::Spinlock;
+use umlvm_kcore::errno::{Errno, KResult};
+use umlvm_kcore::vfs::mount::{Location, Vfs};
+use umlvm_kcore::vfs::tmpfs::TmpFs;
+use umlvm_kcore::vfs::{FileSystem, FileType, NewInode, Timespec, makedev};
+
+static VFS: Spinlock<Option<Vfs>> = Spinlock::new(None);
+
+/// The wall clock for file times.
+pub fn clock() -> Timespec {
+    let ns = crate::time::unix_ns();
+    Timespec { sec: (ns / 1_000_000_000) as i64, nsec: (ns % 1_000_000_000) as u32 }
+}
+
+/// Runs `f` on the mount table.
+pub fn with_vfs<R>(f: impl FnOnce(&mut Vfs) -> R) -> R {
+    f(VFS.lock().as_mut().expect("root file system mounted"))
+}
+
+/// Root, working directory and umask of a process.
+#[derive(Clone)]
+pub struct FsContext {
+    /// Root directory.
+    pub root: Option<Location>,
+    /// Working directory.
+    pub cwd: Option<Location>,
+    /// File-creation mask.
+    pub umask: u32,
+}
+
+impl FsContext {
+    /// Before any file system exists.
+    pub fn initial() -> Self {
+        Self { root: None, cwd: None, umask: 0o022 }
+    }
+
+    /// At the root of the mount table.
+    pub fn at_root() -> Self {
+        let root = with_vfs(|v| v.root());
+        Self { root: Some(root.clone()), cwd: Some(root), umask: 0o022 }
+    }
+}
+
+/// Mounts `fs` as `/`.
+pub fn set_root(fs: Arc<dyn FileSystem>, source: &str) {
+    *VFS.lock() = Some(Vfs::new(fs, source));
+}
+
+fn ctx() -> (Location, Location) {
+    let me = sched::current();
+    let fs = me.proc.fs_context();
+    let f = fs.lock();
+    let root = f.root.clone().unwrap_or_else(|| with_vfs(|v| v.root()));
+    let cwd = f.cwd.clone().unwrap_or_else(|| root.clone());
+    (root, cwd)
+}
+
+/// The file at `path` (relative to `dir`, or the cwd when `None`).
+pub fn lookup_at(dir: Option<&Location>, path: &[u8], follow: bool) -> KResult<Location> {
+    let (root, cwd) = ctx();
+    let base = dir.cloned().unwrap_or(cwd);
+    with_vfs(|v| v.resolve(&root, &base, path, follow))
+}
+
+/// The parent directory of `path` and its last component.
+pub fn lookup_parent_at(dir: Option<&Location>, path: &[u8]) -> KResult<(Location, Vec<u8>)> {
+    let (root, cwd) = ctx();
+    let base = dir.cloned().unwrap_or(cwd);
+    with_vfs(|v| v.resolve_parent(&root, &base, path))
+}
+
+/// The absolute path of `loc` as the current process sees it.
+pub fn path_of(loc: &Location) -> KResult<Vec<u8>> {
+    let (root, _) = ctx();
+    with_vfs(|v| v.path_of(&root, loc))
+}
+
+/// Whether the mount holding `loc` is read-only.
+pub fn readonly(loc: &Location) -> bool {
+    with_vfs(|v| v.is_readonly(loc.mount))
+}
+
+/// The umask of the current process.
+pub fn umask() -> u32 {
+    sched::current().proc.fs_context().lock().umask
+}
+
+/// Fills `dev` (a fresh tmpfs) with the device nodes of this machine.
+pub fn populate_dev(dev: &Arc<TmpFs>) -> KResult<()> {
+    let root = dev.root();
+    let node = |name: &[u8], kind: FileType, perm: u32, ma: u32, mi: u32| -> KResult<()> {
+        let new = NewInode { kind, perm, uid: 0, gid: 0, rdev: makedev(ma, mi), time: clock() };
+        root.create(name, &new).map(|_| ())
+    };
+    let c = FileType::CharDevice;
+    node(b"null", c, 0o666, 1, 3)?;
+    node(b"zero", c, 0o666, 1, 5)?;
+    node(b"full", c, 0o666, 1, 7)?;
+    node(b"random", c, 0o666, 1, 8)?;
+    node(b"urandom", c, 0o666, 1, 9)?;
+    node(b"tty", c, 0o666, 5, 0)?;
+    node(b"console", c, 0o600, 5, 1)?;
+    for (serial, unit) in crate::tty::units() {
+        let name = if serial { alloc::format!("ttyS{unit}") } else { alloc::format!("tty{unit}") };
+        node(name.as_bytes(), c, 0o620, 4, if serial { 64 + unit } else { unit })?;
+    }
+    for unit in crate::block::units() {
+        let letter = (b'a' + unit as u8) as char;
+        node(alloc::format!("ubd{letter}").as_bytes(), FileType::BlockDevice, 0o660, 98, unit * 16)?;
+        node(alloc::format!("ubd{unit}").as_bytes(), FileType::BlockDevice, 0o660, 98, unit * 16)?;
+    }
+    let dir = NewInode { kind: FileType::Directory, perm: 0o755, uid: 0, gid: 0, rdev: 0, time: clock() };
+    root.create(b"pts", &dir)?;
+    root.create(b"shm", &NewInode { perm: 0o1777, ..dir })?;
+    let fd = NewInode { kind: FileType::Symlink, perm: 0o777, uid: 0, gid: 0, rdev: 0, time: clock() };
+    root.symlink(b"fd", b"/proc/self/fd", &fd)?;
+    root.symlink(b"stdin", b"/proc/self/fd/0", &fd)?;
+    root.symlink(b"stdout", b"/proc/self/fd/1", &fd)?;
+    root.symlink(b"stderr", b"/proc/self/fd/2", &fd)?;
+    Ok(())
+}
+
+/// Makes directory `path` (absolute) in the mount table if missing.
+pub fn ensure_dir(path: &[u8], perm: u32) -> KResult<Location> {
+    let root = with_vfs(|v| v.root());
+    if let Ok(l) = with_vfs(|v| v.resolve(&root, &root, path, true)) {
+        return Ok(l);
+    }
+    let (parent, name) = with_vfs(|v| v.resolve_parent(&root, &root, path))?;
+    let new = NewInode { kind: FileType::Directory, perm, uid: 0, gid: 0, rdev: 0, time: clock() };
+    let inode = parent.inode.create(&name, &new)?;
+    Ok(Location { mount: parent.mount, inode })
+}
+
+/// Mounts `fs` at absolute `path` (created if missing).
+pub fn mount_at(path: &[u8], fs: Arc<dyn FileSystem>, source: &str, readonly: bool) -> KResult<()> {
+    let at = ensure_dir(path, 0o755)?;
+    with_vfs(|v| v.mount(&at, fs, source, readonly)).map(|_| ())
+}
+
+/// `EROFS` unless the mount of `loc` is writable.
+pub fn check_writable(loc: &Location) -> KResult<()> {
+    if readonly(loc) { Err(Errno::EROFS) } else { Ok(()) }
+}
