@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use umlvm_boot::BootInfo;
 use umlvm_boot::abi::{device_kind, device_role};
 use umlvm_kcore::cmdline::Cmdline;
+use umlvm_kcore::errno::{Errno, KResult};
 
 /// A block device.
 pub struct BlockDevice {
@@ -169,4 +170,98 @@ fn run_one(dev: &mut BlockDevice) -> Result<String, String> {
 
 fn hex8(b: &[u8]) -> String {
     b.iter().take(8).map(|x| alloc::format!("{x:02x}")).collect()
+}
+
+/// The table index of ubd unit `unit`.
+pub fn index_of_unit(unit: u32) -> Option<usize> {
+    DEVICES.lock().iter().position(|d| d.index == unit as usize)
+}
+
+/// The ubd unit numbers present.
+pub fn units() -> Vec<u32> {
+    DEVICES.lock().iter().map(|d| d.index as u32).collect()
+}
+
+/// Size in bytes of device `index` (table index).
+pub fn size_bytes(index: usize) -> u64 {
+    DEVICES.lock().get(index).map_or(0, |d| d.sectors * 512)
+}
+
+/// Whether device `index` refuses writes.
+pub fn read_only(index: usize) -> bool {
+    DEVICES.lock().get(index).is_none_or(|d| d.read_only)
+}
+
+fn io_error(e: BlockError) -> Errno {
+    log::warn!("block I/O error: {e:?}");
+    Errno::EIO
+}
+
+/// Reads bytes at any offset of device `index` (sector read-modify for unaligned edges).
+pub fn read_bytes(index: usize, offset: u64, buf: &mut [u8]) -> KResult<usize> {
+    let size = size_bytes(index);
+    if offset >= size {
+        return Ok(0);
+    }
+    let len = (buf.len() as u64).min(size - offset) as usize;
+    let first = offset / 512;
+    let last = (offset + len as u64).div_ceil(512);
+    let mut tmp = vec![0u8; ((last - first) * 512) as usize];
+    {
+        let mut devs = DEVICES.lock();
+        let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
+        d.read(first, &mut tmp).map_err(io_error)?;
+    }
+    let skip = (offset - first * 512) as usize;
+    buf[..len].copy_from_slice(&tmp[skip..skip + len]);
+    Ok(len)
+}
+
+/// Writes bytes at any offset of device `index`.
+pub fn write_bytes(index: usize, offset: u64, data: &[u8]) -> KResult<usize> {
+    let size = size_bytes(index);
+    if read_only(index) {
+        return Err(Errno::EROFS);
+    }
+    if offset >= size {
+        return Err(Errno::ENOSPC);
+    }
+    let len = (data.len() as u64).min(size - offset) as usize;
+    let first = offset / 512;
+    let last = (offset + len as u64).div_ceil(512);
+    let mut tmp = vec![0u8; ((last - first) * 512) as usize];
+    let skip = (offset - first * 512) as usize;
+    let mut devs = DEVICES.lock();
+    let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
+    if skip != 0 || len % 512 != 0 {
+        d.read(first, &mut tmp).map_err(io_error)?;
+    }
+    tmp[skip..skip + len].copy_from_slice(&data[..len]);
+    let mut r = [IoRequest { write: true, sector: first, buf: &mut tmp, result: Ok(()) }];
+    d.transfer(&mut r);
+    r[0].result.map_err(io_error)?;
+    Ok(len)
+}
+
+/// Flushes device `index`.
+pub fn flush_index(index: usize) -> KResult<()> {
+    let mut devs = DEVICES.lock();
+    let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
+    if d.read_only {
+        return Ok(());
+    }
+    d.flush().map_err(io_error)
+}
+
+/// Block-device ioctls: BLKGETSIZE64, BLKGETSIZE, BLKSSZGET, BLKROGET, BLKFLSBUF.
+pub fn ioctl(index: usize, cmd: u64, arg: u64) -> KResult<u64> {
+    let user = crate::syscall::User::current()?;
+    match cmd {
+        0x8008_1272 => user.write_u64(arg, size_bytes(index)).map(|_| 0),
+        0x1260 => user.write_u64(arg, size_bytes(index) / 512).map(|_| 0),
+        0x1268 | 0x127b => user.write_i32(arg, 512).map(|_| 0),
+        0x125e => user.write_i32(arg, i32::from(read_only(index))).map(|_| 0),
+        0x1261 => flush_index(index).map(|_| 0),
+        _ => Err(Errno::ENOTTY),
+    }
 }

@@ -280,6 +280,25 @@ impl Pipe {
         Arc::new(Self { buf: IrqMutex::new(VecDeque::new()), readers: AtomicU32::new(1), writers: AtomicU32::new(1) })
     }
 
+    /// A fifo's pipe with one end open (the other end's count starts at zero).
+    pub fn new_fifo(writer: bool) -> Arc<Self> {
+        Arc::new(Self {
+            buf: IrqMutex::new(VecDeque::new()),
+            readers: AtomicU32::new(u32::from(!writer)),
+            writers: AtomicU32::new(u32::from(writer)),
+        })
+    }
+
+    /// Another open of a fifo.
+    pub fn add_end(&self, writer: bool) {
+        if writer {
+            self.writers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.readers.fetch_add(1, Ordering::Relaxed);
+        }
+        sched::wake_all(self.chan());
+    }
+
     fn chan(&self) -> u64 {
         self as *const Self as u64
     }

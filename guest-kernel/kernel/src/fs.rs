@@ -8,6 +8,7 @@ use spinning_top::Spinlock;
 use umlvm_kcore::errno::{Errno, KResult};
 use umlvm_kcore::vfs::mount::{Location, Vfs};
 use umlvm_kcore::vfs::tmpfs::TmpFs;
+use crate::file::FileKind;
 use umlvm_kcore::vfs::{FileSystem, FileType, NewInode, Timespec, makedev};
 
 static VFS: Spinlock<Option<Vfs>> = Spinlock::new(None);
@@ -147,4 +148,59 @@ pub fn mount_at(path: &[u8], fs: Arc<dyn FileSystem>, source: &str, readonly: bo
 /// `EROFS` unless the mount of `loc` is writable.
 pub fn check_writable(loc: &Location) -> KResult<()> {
     if readonly(loc) { Err(Errno::EROFS) } else { Ok(()) }
+}
+
+/// The block device behind `/dev/ubdX` for a file system.
+struct UbdBlocks(usize);
+
+impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> KResult<()> {
+        let n = crate::block::read_bytes(self.0, offset, buf)?;
+        if n == buf.len() { Ok(()) } else { Err(Errno::EIO) }
+    }
+    fn write(&self, offset: u64, buf: &[u8]) -> KResult<()> {
+        let n = crate::block::write_bytes(self.0, offset, buf)?;
+        if n == buf.len() { Ok(()) } else { Err(Errno::EIO) }
+    }
+    fn flush(&self) -> KResult<()> {
+        crate::block::flush_index(self.0)
+    }
+    fn size(&self) -> u64 {
+        crate::block::size_bytes(self.0)
+    }
+}
+
+/// `mount(2)`: mounts a file system of type `fstype` from `source` at `at`.
+pub fn mount_fs(source: &[u8], at: &Location, fstype: &[u8], readonly: bool) -> KResult<()> {
+    let name = core::str::from_utf8(source).unwrap_or("none");
+    let fs: Arc<dyn FileSystem> = match fstype {
+        b"proc" => crate::procfs::ProcFs::new(),
+        b"tmpfs" | b"ramfs" => TmpFs::with_root_mode(clock, 0o1777),
+        b"devtmpfs" => {
+            let dev = TmpFs::new(clock);
+            populate_dev(&dev)?;
+            dev
+        }
+        b"ext2" | b"ext3" | b"" => {
+            let loc = lookup_at(None, source, true)?;
+            let md = loc.inode.metadata();
+            if md.file_type() != FileType::BlockDevice {
+                return Err(Errno::ENOTBLK);
+            }
+            let FileKind::Block(index) = crate::file::open_device(FileType::BlockDevice, md.rdev)? else {
+                return Err(Errno::ENXIO);
+            };
+            let ro = readonly || crate::block::read_only(index);
+            match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(UbdBlocks(index)), ro, clock) {
+                Ok(fs) => fs,
+                Err(e) => {
+                    log::warn!("mount {name}: {e}");
+                    return Err(e.errno);
+                }
+            }
+        }
+        b"sysfs" | b"devpts" | b"cgroup" | b"cgroup2" => return Err(Errno::ENODEV),
+        _ => return Err(Errno::ENODEV),
+    };
+    with_vfs(|v| v.mount(at, fs, name, readonly)).map(|_| ())
 }

@@ -65,6 +65,10 @@ pub fn handle(vector: u8) {
         }
         v if (IOAPIC_VECTOR_BASE..IOAPIC_VECTOR_BASE + IOAPIC_PINS).contains(&v) => {
             PIN_COUNTS[usize::from(v - IOAPIC_VECTOR_BASE)].fetch_add(1, Ordering::Relaxed);
+            apic::eoi();
+            // Console input: into the line discipline, waking readers.
+            crate::tty::pump();
+            return;
         }
         _ => {
             UNEXPECTED.fetch_add(1, Ordering::Relaxed);

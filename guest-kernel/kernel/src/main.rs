@@ -17,17 +17,32 @@ mod block;
 mod console;
 mod control;
 mod crash;
+mod exec;
+mod fifo;
+mod file;
+mod fs;
+mod futex;
+mod init;
 mod irq;
 mod logger;
 mod mm;
 mod panic;
+mod poll;
+mod process;
+mod procfs;
+mod random;
+mod sched;
 mod selftest;
+mod signal;
 mod sync;
 mod syscall;
+mod sysinfo;
 mod task;
 mod time;
+mod timers;
 mod trap;
 mod tty;
+mod vm;
 
 use arch::BootEntry;
 use umlvm_kcore::cmdline::Cmdline;
@@ -72,6 +87,7 @@ pub fn kmain(entry: BootEntry) -> ! {
         main_ns / 1000,
         info.boot_count
     );
+    sched::init();
     irq::init(info);
     block::init(info);
     tty::init(info);
@@ -96,6 +112,9 @@ pub fn kmain(entry: BootEntry) -> ! {
             Err(bad) => log::warn!("ticks={bad}: not a number of milliseconds, ignored"),
         }
     }
+    if init::start(info, cmdline_text) {
+        sched::idle_loop();
+    }
     let reboots = match cmdline.get_u64("reboots") {
         Some(Ok(n)) => n,
         Some(Err(bad)) => {
@@ -117,6 +136,9 @@ pub fn kmain(entry: BootEntry) -> ! {
     }
     arch::pv::power_off(status)
 }
+
+/// Exit status when no init could be started from the initramfs.
+pub const EXIT_NO_INIT: u8 = 121;
 
 /// Exit status when the boot information block is refused.
 pub const EXIT_BAD_BOOT_INFO: u8 = 120;

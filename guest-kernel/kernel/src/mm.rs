@@ -17,9 +17,10 @@ pub struct MemStats {
     pub heap_bytes: u64,
 }
 
-/// The heap: 1/16 of RAM, between 1 and 32 MiB.
+/// The heap: a quarter of RAM (at least 2 MiB, at most 1 GiB). It holds kernel stacks,
+/// RAM file systems (initramfs, /tmp) and caches; user pages come from the frame allocator.
 fn heap_size(mem_bytes: u64) -> u64 {
-    (mem_bytes / 16).clamp(1 << 20, 32 << 20)
+    (mem_bytes / 4).clamp(2 << 20, 1 << 30)
 }
 
 /// The kernel command line from the boot block (empty if it is not UTF-8).
@@ -108,4 +109,69 @@ pub fn map_kernel_page(vaddr: u64, phys: u64) -> Result<(), &'static str> {
     let mut guard = FRAMES.lock();
     let frames = guard.as_mut().ok_or("frame allocator not ready")?;
     paging::map_kernel_page(frames, vaddr, phys).map_err(|_| "mapping failed")
+}
+
+/// Reference counts of frames mapped into user address spaces (one per mapping), indexed by
+/// frame number. A frame with count 0 is not a user page.
+static PAGE_REFS: IrqMutex<alloc::vec::Vec<u16>> = IrqMutex::new(alloc::vec::Vec::new());
+
+fn with_refs<R>(f: impl FnOnce(&mut alloc::vec::Vec<u16>) -> R) -> R {
+    let mut refs = PAGE_REFS.lock();
+    if refs.is_empty() {
+        let frames = (total_bytes().max(1 << 32) + (1 << 30)) / 4096;
+        refs.resize(frames as usize, 0);
+    }
+    f(&mut refs)
+}
+
+/// Allocates a frame for a user page, zeroed, with reference count 1.
+pub fn alloc_user_page() -> Option<u64> {
+    let f = alloc_frame()?;
+    if !f.is_zero {
+        crate::arch::memory::zero_frame(f.addr);
+    }
+    with_refs(|r| {
+        if let Some(c) = r.get_mut((f.addr / 4096) as usize) {
+            *c = 1;
+        }
+    });
+    Some(f.addr)
+}
+
+/// Adds a mapping of user page `frame` (fork, shared mappings).
+pub fn page_get(frame: u64) {
+    with_refs(|r| {
+        if let Some(c) = r.get_mut((frame / 4096) as usize) {
+            *c = c.saturating_add(1);
+        }
+    });
+}
+
+/// The number of mappings of user page `frame`.
+pub fn page_count(frame: u64) -> u16 {
+    with_refs(|r| r.get((frame / 4096) as usize).copied().unwrap_or(0))
+}
+
+/// Drops a mapping of user page `frame`; frees it with the last one. `frames` is the locked
+/// allocator (address-space teardown holds it).
+pub fn page_put_locked(frames: &mut FrameAllocator, frame: u64) {
+    let last = with_refs(|r| match r.get_mut((frame / 4096) as usize) {
+        Some(c) if *c > 1 => {
+            *c -= 1;
+            false
+        }
+        Some(c) => {
+            *c = 0;
+            true
+        }
+        None => true,
+    });
+    if last {
+        frames.free(&mut DirectMapLinks, frame);
+    }
+}
+
+/// [`page_put_locked`] taking the allocator lock itself.
+pub fn page_put(frame: u64) {
+    with_frames(|f| page_put_locked(f, frame));
 }

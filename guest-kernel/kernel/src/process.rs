@@ -35,7 +35,7 @@ pub struct ProcInner {
     /// Stop/continue events not yet reported to a waiting parent (wait status).
     pub wait_event: Option<i32>,
     /// Signal sent to the parent at exit.
-    pub exit_signal: u8,
+    pub exit_signal: u32,
     /// Command name (`comm`, at most 15 bytes).
     pub comm: Vec<u8>,
     /// Arguments, NUL-separated (/proc/PID/cmdline).
@@ -76,6 +76,14 @@ pub struct ProcInner {
     pub ctty: Option<usize>,
     /// Resource limits (soft, hard) by resource number.
     pub rlimits: [(u64, u64); 16],
+    /// The last fault (for the signal frame and built-in task reports).
+    pub fault: umlvm_kcore::signal::FaultContext,
+    /// Instruction of the last fault.
+    pub fault_rip: u64,
+    /// Counters.
+    pub stats: crate::task::TaskStats,
+    /// Keep the memory after exit (built-in tasks, inspected by the kernel).
+    pub keep_mm: bool,
 }
 
 /// A process.
@@ -149,7 +157,27 @@ impl Process {
             cstime: 0,
             ctty: None,
             rlimits: default_rlimits(),
+            fault: umlvm_kcore::signal::FaultContext::default(),
+            fault_rip: 0,
+            stats: crate::task::TaskStats::default(),
+            keep_mm: false,
         }
+    }
+
+    /// A built-in program's process (kernel self-checks): no files, memory kept after exit.
+    pub fn builtin(pid: Pid, mm: Arc<Spinlock<MemSpace>>, name: &str) -> Self {
+        let mut inner = Self::blank_inner(0, pid);
+        inner.comm = name.as_bytes().to_vec();
+        inner.keep_mm = true;
+        Self::with(
+            inner,
+            Some(mm),
+            Arc::new(Spinlock::new(FdTable::new())),
+            Arc::new(Spinlock::new(FsContext::initial())),
+            Arc::new(Spinlock::new([SigAction::default(); 64])),
+            FpuState::new_initial(),
+            0,
+        )
     }
 
     /// The idle task's (kernel) process.
@@ -300,7 +328,7 @@ pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_t
         c.altstack = pi.altstack;
         c.ctty = pi.ctty;
         c.rlimits = pi.rlimits;
-        c.exit_signal = (flags & 0xff) as u8;
+        c.exit_signal = (flags & 0xff) as u32;
         if flags & CHILD_CLEARTID != 0 {
             c.clear_child_tid = child_tid;
         }
@@ -359,7 +387,7 @@ pub fn release_vfork(task: &Task) {
 pub fn exit(status: i32) -> ! {
     let me = sched::current();
     let pid = me.pid;
-    if pid == 1 {
+    if pid == 1 && crate::init::started() {
         crate::init::init_exited(status);
     }
     // Files first (pipes see EOF at once), then memory.
@@ -378,7 +406,8 @@ pub fn exit(status: i32) -> ! {
     release_vfork(&me);
     // Switch to the kernel root before the address space goes.
     crate::arch::uspace::activate_kernel();
-    let mm = me.proc.mm.lock().take();
+    let keep = me.proc.inner.lock().keep_mm;
+    let mm = if keep { None } else { me.proc.mm.lock().take() };
     if let Some(mm) = mm {
         if let Some(m) = Arc::into_inner(mm) {
             m.into_inner().destroy();
@@ -409,6 +438,14 @@ pub fn exit(status: i32) -> ! {
     sched::exit_current()
 }
 
+/// Frees the memory of an ended built-in task.
+pub fn release_memory(task: &Task) {
+    let mm = task.proc.mm.lock().take();
+    if let Some(m) = mm.and_then(Arc::into_inner) {
+        m.into_inner().destroy();
+    }
+}
+
 /// Reports a stop or continue of `task` to its parent.
 pub fn notify_parent_stop(task: &Task, status: i32) {
     let ppid = {
@@ -417,7 +454,7 @@ pub fn notify_parent_stop(task: &Task, status: i32) {
         i.ppid
     };
     if let Some(parent) = sched::task(ppid) {
-        let nocldstop = parent.proc.handler_table().lock()[usize::from(umlvm_kcore::signal::SIGCHLD) - 1].flags
+        let nocldstop = parent.proc.handler_table().lock()[umlvm_kcore::signal::SIGCHLD as usize - 1].flags
             & umlvm_kcore::signal::SA_NOCLDSTOP
             != 0;
         if !nocldstop {
@@ -522,8 +559,7 @@ pub fn exec(frame: &mut TrapFrame, path: &[u8], inode: Arc<dyn Inode>, args: Vec
     let (kroot, uroot) = me.proc.roots();
     let top = me.stack_bounds().map_or(0, |b| b.1);
     context::set_user_context(top, kroot, uroot);
-    // SAFETY: the new root maps the kernel half like every root.
-    unsafe { crate::arch::mode::load_cr3(kroot) };
+    crate::arch::uspace::activate_root(kroot);
     mm.destroy();
     if let Some(old) = old {
         if let Some(m) = Arc::into_inner(old) {

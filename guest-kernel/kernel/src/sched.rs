@@ -7,7 +7,7 @@
 //! Sleeping decisions are made with interrupts off, so a wakeup from an interrupt handler is
 //! never lost. The boot context becomes the idle task (pid 0).
 
-use crate::arch::context::{self, KernelStack};
+use crate::arch::context::{self, KernelContext};
 use crate::arch::mode;
 use crate::arch::trap::TrapFrame;
 use crate::arch::user::SYSCALL_VECTOR;
@@ -67,9 +67,8 @@ pub struct Task {
     pub pid: Pid,
     state: AtomicU8,
     chan: AtomicU64,
-    /// Its kernel stack (none for the idle task, which runs on the boot stack).
-    kstack: Option<Box<KernelStack>>,
-    saved_rsp: AtomicU64,
+    /// Its kernel context (stack and saved stack pointer).
+    ctx: KernelContext,
     /// Deadline of a timed sleep (ns since boot; 0 = none).
     pub wake_at: AtomicU64,
     /// Timer ticks spent in user mode / in the kernel.
@@ -80,6 +79,12 @@ pub struct Task {
     need_resched: AtomicBool,
     /// Everything about the process.
     pub proc: Process,
+}
+
+impl AsRef<KernelContext> for Task {
+    fn as_ref(&self) -> &KernelContext {
+        &self.ctx
+    }
 }
 
 impl Task {
@@ -99,12 +104,12 @@ impl Task {
 
     /// Bounds of its kernel stack.
     pub fn stack_bounds(&self) -> Option<(u64, u64)> {
-        self.kstack.as_ref().map(|s| s.bounds())
+        self.ctx.stack().map(|s| s.bounds())
     }
 
     /// Its saved kernel stack pointer (for `stack PID`).
     pub fn saved_rsp(&self) -> u64 {
-        self.saved_rsp.load(Ordering::Relaxed)
+        self.ctx.saved_rsp()
     }
 }
 
@@ -137,8 +142,7 @@ pub fn init() {
         pid: 0,
         state: AtomicU8::new(State::Runnable as u8),
         chan: AtomicU64::new(0),
-        kstack: None,
-        saved_rsp: AtomicU64::new(0),
+        ctx: KernelContext::boot(),
         wake_at: AtomicU64::new(0),
         utime: AtomicU64::new(0),
         stime: AtomicU64::new(0),
@@ -150,14 +154,24 @@ pub fn init() {
     s.idle = Some(idle);
 }
 
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the scheduler clock runs (user processes exist).
+pub fn started() -> bool {
+    STARTED.load(Ordering::Relaxed)
+}
+
 /// Starts the periodic clock that drives preemption and timed sleeps.
 pub fn start_clock() {
+    STARTED.store(true, Ordering::Relaxed);
     crate::time::start_periodic(HZ);
 }
 
 /// A new pid.
 pub fn alloc_pid() -> Pid {
-    NEXT_PID.fetch_add(1, Ordering::Relaxed)
+    let p = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    LAST_PID.store(p, Ordering::Relaxed);
+    p
 }
 
 /// The running task.
@@ -187,14 +201,11 @@ pub fn ticks() -> u64 {
 
 /// Adds a new task, ready to run from `frame` in user mode.
 pub fn spawn(pid: Pid, proc: Process, frame: &TrapFrame) -> Arc<Task> {
-    let mut stack = KernelStack::new();
-    let rsp = stack.prepare(frame);
     let task = Arc::new(Task {
         pid,
         state: AtomicU8::new(State::Runnable as u8),
         chan: AtomicU64::new(0),
-        kstack: Some(stack),
-        saved_rsp: AtomicU64::new(rsp),
+        ctx: KernelContext::new_user(frame),
         wake_at: AtomicU64::new(0),
         utime: AtomicU64::new(0),
         stime: AtomicU64::new(0),
@@ -236,7 +247,8 @@ pub fn wake_all(chan: u64) {
     let Sched { tasks, runq, .. } = &mut *s;
     for t in tasks.values() {
         let st = t.state();
-        if (st == State::Sleeping || st == State::DiskSleep) && t.channel() == chan {
+        let c = t.channel();
+        if (st == State::Sleeping || st == State::DiskSleep) && (c == chan || c == crate::poll::POLL_CHAN) {
             t.set_state(State::Runnable);
             t.chan.store(0, Ordering::Relaxed);
             runq.push_back(t.pid);
@@ -336,7 +348,7 @@ pub fn yield_now() {
 /// Picks the next task and switches to it. Interrupts must be off. The current task keeps
 /// its state: runnable tasks go to the back of the queue.
 fn schedule() {
-    let (save, next_rsp) = {
+    let (prev, next) = {
         let mut s = SCHED.lock();
         let prev = s.current.clone().expect("scheduler initialised");
         if prev.state() == State::Runnable && prev.pid != 0 {
@@ -367,24 +379,21 @@ fn schedule() {
         // Enter next: its address space, kernel stack, FPU state and TLS base.
         if next.pid != 0 {
             let (kroot, uroot) = next.proc.roots();
-            let top = next.kstack.as_ref().expect("user tasks have stacks").top();
+            let top = next.ctx.stack().expect("user tasks have stacks").top();
             context::set_user_context(top, kroot, uroot);
-            if mode::loaded_root() != kroot {
-                // SAFETY: every address-space root maps the kernel half identically.
-                unsafe { mode::load_cr3(kroot) };
-            }
+            crate::arch::uspace::activate_root(kroot);
             next.proc.restore_cpu_state();
         }
-        let save = prev.saved_rsp.as_ptr();
-        let next_rsp = next.saved_rsp.load(Ordering::Relaxed);
-        s.current = Some(next);
-        (save, next_rsp)
-        // `prev` (an Arc) is dropped here; the table (or `dead`) keeps the task alive.
+        s.current = Some(next.clone());
+        (prev, next)
     };
-    // SAFETY: interrupts are off (callers' contract); `next_rsp` was saved by a switch or
-    // prepared by `spawn`, and its task is alive (held by the table, `current` or `idle`);
-    // `save` points into the previous task, which the table or `dead` keeps alive.
-    unsafe { context::switch_stack(save, next_rsp) };
+    // A zombie never resumes: it gives up its references (the task table and `dead` keep
+    // it, `current` keeps the next task) so that reaping frees it.
+    if prev.state() == State::Zombie && prev.pid != 0 {
+        context::switch_final(prev, next);
+    }
+    context::switch(&prev.ctx, &next.ctx);
+    drop((prev, next));
     after_switch();
 }
 
@@ -400,23 +409,68 @@ pub fn on_first_entry(frame: &mut TrapFrame) {
     return_work(frame);
 }
 
+/// Runs tasks from the boot context until `done` holds (built-in programs before init).
+pub fn run_until(mut done: impl FnMut() -> bool) {
+    loop {
+        let irq = mode::irq_save();
+        if done() {
+            mode::irq_restore(irq);
+            return;
+        }
+        let anything = !SCHED.lock().runq.is_empty();
+        if anything {
+            schedule();
+        } else {
+            mode::wait_for_interrupt();
+        }
+        mode::irq_restore(irq);
+    }
+}
+
+static IDLE_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Time spent halted in the idle loop.
+pub fn idle_ns() -> u64 {
+    IDLE_NS.load(Ordering::Relaxed)
+}
+
+/// The most recently allocated pid.
+pub fn last_pid() -> Pid {
+    LAST_PID.load(Ordering::Relaxed)
+}
+
+/// Restarts pid numbering at 1 (before init, once the built-in tasks are gone).
+pub fn reset_pids() {
+    if SCHED.lock().tasks.is_empty() {
+        NEXT_PID.store(1, Ordering::Relaxed);
+    }
+}
+
 /// The idle loop: runs whatever is runnable, halts when nothing is.
 pub fn idle_loop() -> ! {
     loop {
         let irq = mode::irq_save();
+        crate::timers::run_due();
         let anything = !SCHED.lock().runq.is_empty();
         if anything {
             schedule();
             mode::irq_restore(irq);
         } else {
+            let t0 = crate::time::now_ns();
             mode::wait_for_interrupt();
+            IDLE_NS.fetch_add(crate::time::now_ns() - t0, Ordering::Relaxed);
             mode::irq_restore(irq);
         }
     }
 }
 
+/// Set while an interrupt taken in user mode is handled (tick accounting).
+static IN_USER: AtomicBool = AtomicBool::new(false);
+
 /// Timer tick (interrupt context): accounting, slice expiry, timed sleeps.
-pub fn on_tick(from_user: bool) {
+pub fn on_tick() {
+    let from_user = IN_USER.load(Ordering::Relaxed);
     let t = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     let now = crate::time::now_ns();
     let mut s = SCHED.lock();
@@ -450,7 +504,18 @@ pub fn on_user_trap(frame: &mut TrapFrame) {
         14 => crate::vm::user_page_fault(frame),
         v if v < 32 => crate::signal::fault_signal(frame),
         v => {
+            {
+                let me = current();
+                let mut i = me.proc.inner.lock();
+                if v == u64::from(crate::irq::TIMER_VECTOR) {
+                    i.stats.user_ticks += 1;
+                } else {
+                    i.stats.user_irqs += 1;
+                }
+            }
+            IN_USER.store(true, Ordering::Relaxed);
             crate::irq::handle(v as u8);
+            IN_USER.store(false, Ordering::Relaxed);
         }
     }
     return_work(frame);
@@ -458,6 +523,7 @@ pub fn on_user_trap(frame: &mut TrapFrame) {
 
 /// Work before returning to user mode: preemption, then signal delivery.
 pub fn return_work(frame: &mut TrapFrame) {
+    crate::timers::run_due();
     loop {
         maybe_preempt();
         if !crate::signal::deliver(frame) {

@@ -179,7 +179,11 @@ pub fn force_fault(task: &Task, frame: &TrapFrame, sig: u32, code: i32, addr: u6
             frame.rip
         );
     }
-    task.proc.inner.lock().fault = FaultContext { trapno: frame.vector, err: frame.error_code, cr2: addr };
+    {
+        let mut i = task.proc.inner.lock();
+        i.fault = FaultContext { trapno: frame.vector, err: frame.error_code, cr2: addr };
+        i.fault_rip = frame.rip;
+    }
     force(task, sig, code, addr);
 }
 

@@ -1,16 +1,15 @@
-//! User tasks: an address space, its areas, and the handling of every trap a task takes.
-//!
-//! For now one task runs at a time, to completion, from a kernel caller ([`run`]); the
-//! scheduler, processes and the ELF loader come with the userland.
+//! Built-in user programs (self-checks and benchmarks) run as ordinary processes, started and
+//! awaited from the boot context before init exists.
 
 use crate::arch::programs::{CODE_BASE, DATA_BASE, Program};
 use crate::arch::trap::TrapFrame;
-use crate::arch::user::{self, SYSCALL_VECTOR, UserReturn};
-use crate::arch::uspace::{self, AddressSpace};
-use crate::sync::IrqMutex;
-use crate::{irq, mm, syscall};
-use umlvm_kcore::exception;
-use umlvm_kcore::vma::{FaultVerdict, Prot, VmaList};
+use crate::process::Process;
+use crate::sched::{self, State, Task};
+use crate::vm::{Backing, MemSpace};
+use crate::{mm, process};
+use alloc::sync::Arc;
+use spinning_top::Spinlock;
+use umlvm_kcore::areas::{Access, Area};
 
 /// Size of the data area programs may touch.
 pub const DATA_SIZE: u64 = 64 << 20;
@@ -24,7 +23,7 @@ pub const STACK_SIZE: u64 = 1 << 20;
 pub enum TaskExit {
     /// `exit(status)`.
     Exited(i32),
-    /// Killed by the kernel after a fault.
+    /// Killed by a signal after a fault.
     Killed {
         /// Signal number (Linux numbering: 11 SIGSEGV, 4 SIGILL, 8 SIGFPE, 5 SIGTRAP, 7 SIGBUS).
         signal: u8,
@@ -50,18 +49,6 @@ pub struct TaskStats {
     pub user_irqs: u64,
 }
 
-/// The running task.
-pub struct Task {
-    /// Its address space.
-    pub space: AddressSpace,
-    vmas: VmaList,
-    /// Counters.
-    pub stats: TaskStats,
-    exit: Option<TaskExit>,
-}
-
-static CURRENT: IrqMutex<Option<Task>> = IrqMutex::new(None);
-
 /// Why a task could not start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpawnError {
@@ -69,11 +56,6 @@ pub enum SpawnError {
     NoMemory,
     /// User mode is unavailable (native mode on a PVM host).
     NoUserMode,
-}
-
-/// Whether a user task is running (for SysRq reports).
-pub fn running() -> bool {
-    CURRENT.try_lock().is_none_or(|g| g.is_some())
 }
 
 /// Whether user programs can run: not in native mode on a PVM host, where `syscall` from
@@ -100,6 +82,31 @@ pub fn run<R>(
     )
 }
 
+fn build_space(program: Program) -> Result<MemSpace, SpawnError> {
+    let code = program.code();
+    let code_pages = (code.len() as u64).div_ceil(4096).max(1);
+    let mut m = MemSpace::new().map_err(|_| SpawnError::NoMemory)?;
+    let rx = Access { read: true, write: false, exec: true };
+    let rw = Access { read: true, write: true, exec: false };
+    let areas = [
+        (CODE_BASE, CODE_BASE + code_pages * 4096, rx),
+        (DATA_BASE, DATA_BASE + DATA_SIZE, rw),
+        (STACK_TOP - STACK_SIZE, STACK_TOP, rw),
+    ];
+    for (start, end, access) in areas {
+        m.map_area(Area { start, end, access, shared: false, backing: Backing::Anon }).map_err(|_| SpawnError::NoMemory)?;
+    }
+    for page in 0..code_pages {
+        let frame = mm::alloc_user_page().ok_or(SpawnError::NoMemory)?;
+        let chunk = &code[(page * 4096) as usize..code.len().min(((page + 1) * 4096) as usize)];
+        crate::arch::uspace::write_frame(frame, 0, chunk);
+        // Present, user, not writable, executable.
+        let value = frame | umlvm_boot::x86::pte::PRESENT | umlvm_boot::x86::pte::USER;
+        mm::with_frames(|f| m.space.map_raw(f, CODE_BASE + page * 4096, value)).map_err(|()| SpawnError::NoMemory)?;
+    }
+    Ok(m)
+}
+
 /// Like [`run`], with every initial register set by `regs`.
 pub fn run_with<R>(
     program: Program,
@@ -109,28 +116,7 @@ pub fn run_with<R>(
     if !user_mode_available() {
         return Err(SpawnError::NoUserMode);
     }
-    let code = program.code();
-    let code_pages = (code.len() as u64).div_ceil(4096).max(1);
-    let mut space = mm::with_frames(AddressSpace::new).ok_or(SpawnError::NoMemory)?;
-    let mut vmas = VmaList::new();
-    let areas = [
-        (CODE_BASE, CODE_BASE + code_pages * 4096, Prot::READ_EXEC),
-        (DATA_BASE, DATA_BASE + DATA_SIZE, Prot::READ_WRITE),
-        (STACK_TOP - STACK_SIZE, STACK_TOP, Prot::READ_WRITE),
-    ];
-    for (start, end, prot) in areas {
-        vmas.add(start, end, prot).expect("built-in areas are valid and disjoint");
-    }
-    for page in 0..code_pages {
-        let frame = mm::alloc_frame().ok_or(SpawnError::NoMemory)?;
-        let chunk = &code[(page * 4096) as usize..code.len().min(((page + 1) * 4096) as usize)];
-        if !frame.is_zero {
-            crate::arch::memory::zero_frame(frame.addr);
-        }
-        uspace::write_frame(frame.addr, 0, chunk);
-        mm::with_frames(|f| space.map(f, CODE_BASE + page * 4096, frame.addr, Prot::READ_EXEC))
-            .map_err(|_| SpawnError::NoMemory)?;
-    }
+    let space = build_space(program)?;
     let mut frame = TrapFrame::default();
     regs(&mut frame);
     frame.rip = CODE_BASE;
@@ -138,112 +124,34 @@ pub fn run_with<R>(
     frame.rflags = 0x202;
     frame.rsp = STACK_TOP;
     frame.ss = u64::from(umlvm_boot::x86::USER_DS);
-    let (kernel_root, user_root) = (space.kernel_root(), space.user_root());
-    *CURRENT.lock() = Some(Task { space, vmas, stats: TaskStats::default(), exit: None });
-    user::run(&frame, kernel_root, user_root);
-    uspace::activate_kernel();
-    let task = CURRENT.lock().take().expect("the task outlives its run");
+    let pid = sched::alloc_pid();
+    let proc = Process::builtin(pid, Arc::new(Spinlock::new(space)), program.name());
+    let task = sched::spawn(pid, proc, &frame);
+    sched::run_until(|| task.state() == State::Zombie);
     let result = inspect(&task);
-    let exit = task.exit.unwrap_or(TaskExit::Exited(-1));
-    let stats = task.stats;
-    mm::with_frames(|f| task.space.destroy(f));
-    Ok((exit, stats, result))
-}
-
-/// Every trap taken in user mode lands here (kernel page tables, the task's kernel stack).
-pub fn on_user_trap(frame: &mut TrapFrame) -> UserReturn {
-    let mut guard = CURRENT.lock();
-    let Some(task) = guard.as_mut() else {
-        // No task: nothing sane to return to.
-        drop(guard);
-        panic!("trap from user mode with no current task (vector {})", frame.vector);
+    let (status, fault, fault_rip, stats) = {
+        let i = task.proc.inner.lock();
+        (i.exit_status.unwrap_or(0), i.fault, i.fault_rip, i.stats)
     };
-    match frame.vector {
-        SYSCALL_VECTOR => {
-            task.stats.syscalls += 1;
-            match syscall::dispatch(task, frame) {
-                syscall::Outcome::Return(value) => {
-                    frame.rax = value;
-                    UserReturn::Resume
-                }
-                syscall::Outcome::Exit(status) => {
-                    task.exit = Some(TaskExit::Exited(status));
-                    UserReturn::Exit
-                }
-            }
-        }
-        14 => page_fault(task, frame),
-        v if v < 32 => kill(task, frame, signal_for(v), 0),
-        v => {
-            drop(guard);
-            irq::handle(v as u8);
-            let mut guard = CURRENT.lock();
-            if let Some(task) = guard.as_mut() {
-                if v as u8 == irq::TIMER_VECTOR {
-                    task.stats.user_ticks += 1;
-                } else {
-                    task.stats.user_irqs += 1;
-                }
-            }
-            UserReturn::Resume
-        }
-    }
-}
-
-fn signal_for(vector: u64) -> u8 {
-    match vector {
-        0 | 16 | 19 => 8, // SIGFPE
-        1 | 3 => 5,       // SIGTRAP
-        6 => 4,           // SIGILL
-        17 => 7,          // SIGBUS
-        _ => 11,          // SIGSEGV
-    }
-}
-
-fn page_fault(task: &mut Task, frame: &mut TrapFrame) -> UserReturn {
-    let addr = crate::arch::mode::fault_address();
-    let code = frame.error_code;
-    let (present, write, exec) = (code & 1 != 0, code & 2 != 0, code & 16 != 0);
-    if present {
-        return kill(task, frame, 11, addr);
-    }
-    let FaultVerdict::Populate(prot) = task.vmas.fault(addr, write, exec) else {
-        return kill(task, frame, 11, addr);
-    };
-    let Some(new) = mm::alloc_frame() else {
-        log::warn!("user task out of memory at {addr:#x}");
-        return kill(task, frame, 9, addr);
-    };
-    if !new.is_zero {
-        crate::arch::memory::zero_frame(new.addr);
-    }
-    let page = addr & !0xfff;
-    if mm::with_frames(|f| task.space.map(f, page, new.addr, prot)).is_err() {
-        mm::free_frame(new.addr);
-        return kill(task, frame, 9, addr);
-    }
-    task.stats.page_faults += 1;
-    UserReturn::Resume
-}
-
-fn kill(task: &mut Task, frame: &TrapFrame, signal: u8, addr: u64) -> UserReturn {
-    let (mnemonic, what) = exception::name(frame.vector);
-    if frame.vector == 14 {
-        log::warn!(
-            "user task killed by signal {signal}: {mnemonic} {what} at rip {:#x}, address {addr:#x} ({})",
-            frame.rip,
-            exception::PageFaultCode(frame.error_code)
-        );
+    let exit = if status & 0x7f == 0 {
+        TaskExit::Exited((status >> 8) & 0xff)
     } else {
-        log::warn!("user task killed by signal {signal}: {mnemonic} {what} at rip {:#x}", frame.rip);
-    }
-    task.exit = Some(TaskExit::Killed { signal, vector: frame.vector, rip: frame.rip, addr });
-    UserReturn::Exit
+        TaskExit::Killed { signal: (status & 0x7f) as u8, vector: fault.trapno, rip: fault_rip, addr: fault.cr2 }
+    };
+    process::release_memory(&task);
+    sched::remove(pid);
+    Ok((exit, stats, result))
 }
 
 /// Reads user memory of an ended task (for benchmark results).
 pub fn read_user_u64(task: &Task, addr: u64) -> Option<u64> {
+    let mm = task.proc.mm()?;
     let mut b = [0u8; 8];
-    uspace::copy_from_user(&task.space, addr, &mut b).ok()?;
+    mm.lock().read(addr, &mut b).ok()?;
     Some(u64::from_le_bytes(b))
+}
+
+/// Whether a user task is running (for SysRq reports).
+pub fn running() -> bool {
+    sched::all_tasks().iter().any(|t| t.state() != State::Zombie)
 }

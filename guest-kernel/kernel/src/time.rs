@@ -7,6 +7,28 @@ use umlvm_boot::BootInfo;
 use umlvm_kcore::cmdline::Cmdline;
 use umlvm_kcore::time::TscClock;
 
+static UNIX_AT_ORIGIN: AtomicU64 = AtomicU64::new(0);
+/// Adjustment of the wall clock set by `settimeofday`/`clock_settime` (ns, signed).
+static WALL_OFFSET: core::sync::atomic::AtomicI64 = core::sync::atomic::AtomicI64::new(0);
+
+/// Wall-clock time: nanoseconds since the Unix epoch (the VMM's clock at start, advanced by
+/// the TSC).
+pub fn unix_ns() -> u64 {
+    let base = UNIX_AT_ORIGIN.load(Ordering::Relaxed) + now_ns();
+    base.saturating_add_signed(WALL_OFFSET.load(Ordering::Relaxed))
+}
+
+/// TSC frequency in kHz.
+pub fn tsc_khz() -> u64 {
+    TSC_KHZ.load(Ordering::Relaxed)
+}
+
+/// Sets the wall clock.
+pub fn set_unix_ns(ns: u64) {
+    let base = UNIX_AT_ORIGIN.load(Ordering::Relaxed) + now_ns();
+    WALL_OFFSET.store(ns as i64 - base as i64, Ordering::Relaxed);
+}
+
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
 static ORIGIN_TSC: AtomicU64 = AtomicU64::new(0);
 static APIC_BUS_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
@@ -23,6 +45,7 @@ fn clock() -> TscClock {
 
 /// Sets the clock up; returns nanoseconds from VMM start to `entry_tsc` (kernel main).
 pub fn init(info: &BootInfo, entry_tsc: u64) -> u64 {
+    UNIX_AT_ORIGIN.store(info.host_start_unix_ns, Ordering::Relaxed);
     TSC_KHZ.store(info.tsc_khz, Ordering::Relaxed);
     ORIGIN_TSC.store(info.host_start_tsc, Ordering::Relaxed);
     if info.apic_bus_hz != 0 {
@@ -55,6 +78,9 @@ fn bus_ticks(ns: u64) -> u32 {
 pub fn on_timer_interrupt() {
     if PERIODIC_HZ.load(Ordering::Relaxed) != 0 {
         TICKS.fetch_add(1, Ordering::Relaxed);
+        if crate::sched::started() {
+            crate::sched::on_tick();
+        }
     } else {
         ONE_SHOT_FIRED.store(true, Ordering::Relaxed);
     }

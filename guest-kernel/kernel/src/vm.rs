@@ -391,7 +391,7 @@ pub fn user_page_fault(frame: &mut TrapFrame) {
         None => Err(FaultError::Unmapped),
     };
     match result {
-        Ok(()) => {}
+        Ok(()) => me.proc.inner.lock().stats.page_faults += 1,
         Err(FaultError::NoMemory) => {
             log::warn!("pid {}: out of memory at {addr:#x}; killed", me.pid);
             crate::signal::force(&me, umlvm_kcore::signal::SIGKILL, 0, addr);

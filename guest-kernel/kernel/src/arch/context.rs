@@ -112,21 +112,80 @@ extern "C" fn first_entry_hook(frame: &mut TrapFrame) {
     crate::sched::on_first_entry(frame);
 }
 
-/// Switches from the running context to the one whose saved stack pointer is `next_rsp`,
-/// saving the current one into `*save_rsp`. Returns when something switches back.
-///
-/// # Safety
-/// `next_rsp` must be a stack pointer saved by this function (or made by
-/// [`KernelStack::prepare`]) whose stack is still alive; interrupts must be disabled.
-pub unsafe fn switch_stack(save_rsp: *mut u64, next_rsp: u64) {
-    // SAFETY: forwarded from the caller; the asm saves and restores every callee-saved
-    // register, and the caller-saved ones are clobbered as for any call.
-    unsafe { arch_switch_stack(save_rsp, next_rsp) }
+/// A kernel execution context: a stack and the stack pointer saved when it is not running.
+/// The saved pointer is only ever written by [`switch`] or made by [`KernelStack::prepare`],
+/// so switching to a context always resumes valid code on a live stack.
+pub struct KernelContext {
+    stack: Option<Box<KernelStack>>,
+    saved_rsp: AtomicU64,
+}
+
+impl KernelContext {
+    /// The running boot context (its stack is the boot stack; its pointer is saved by the
+    /// first switch away from it).
+    pub fn boot() -> Self {
+        Self { stack: None, saved_rsp: AtomicU64::new(0) }
+    }
+
+    /// A new context that enters user mode with `frame` when first switched to.
+    pub fn new_user(frame: &TrapFrame) -> Self {
+        let mut stack = KernelStack::new();
+        let rsp = stack.prepare(frame);
+        Self { stack: Some(stack), saved_rsp: AtomicU64::new(rsp) }
+    }
+
+    /// Its kernel stack (none for the boot context).
+    pub fn stack(&self) -> Option<&KernelStack> {
+        self.stack.as_deref()
+    }
+
+    /// The saved stack pointer (for backtraces of sleeping tasks).
+    pub fn saved_rsp(&self) -> u64 {
+        self.saved_rsp.load(Ordering::Relaxed)
+    }
+}
+
+/// Switches from context `from` (the running one) to `to`; returns when something switches
+/// back to `from`. Interrupts must be off (checked).
+pub fn switch(from: &KernelContext, to: &KernelContext) {
+    assert!(!mode::irq_enabled(), "context switch with interrupts enabled");
+    let next = to.saved_rsp.load(Ordering::Relaxed);
+    assert!(next != 0, "switch to a context that never ran");
+    // SAFETY: `next` was saved by this function or prepared by `KernelStack::prepare`, and
+    // `to` (borrowed for this call) owns that stack, so it is alive; `from` is the running
+    // context and receives the current stack pointer. The asm saves and restores every
+    // callee-saved register; interrupts are off, so nothing runs in between.
+    unsafe { arch_switch_stack(from.saved_rsp.as_ptr(), next) }
 }
 
 /// Points the trap entry at a task: its kernel stack top and page-table roots.
 pub fn set_user_context(stack_top: u64, kernel_cr3: u64, user_cr3: u64) {
     super::user::set_current(stack_top, kernel_cr3, user_cr3);
+}
+
+/// Switches away from `from` for the last time (an exited task) to `to`, giving up this
+/// stack's references to both first, so that whoever holds the others (the task table, the
+/// scheduler) decides when they are freed. Interrupts must be off.
+///
+/// # Panics
+/// If either `Arc` is the last reference (the context would be freed while in use).
+pub fn switch_final<T: AsRef<KernelContext>>(from: alloc::sync::Arc<T>, to: alloc::sync::Arc<T>) -> ! {
+    assert!(!mode::irq_enabled(), "context switch with interrupts enabled");
+    assert!(
+        alloc::sync::Arc::strong_count(&from) >= 2 && alloc::sync::Arc::strong_count(&to) >= 2,
+        "final switch would free a live context"
+    );
+    let save = (*from).as_ref().saved_rsp.as_ptr();
+    let next = (*to).as_ref().saved_rsp.load(Ordering::Relaxed);
+    assert!(next != 0, "switch to a context that never ran");
+    drop(from);
+    drop(to);
+    // SAFETY: both contexts have other owners (checked above), and nothing can drop those
+    // before the switch: interrupts are off and this is the only CPU. `next` is a valid saved
+    // or prepared stack pointer of `to`'s live stack (see `switch`). This stack is never
+    // resumed, so the pointer saved into `save` is never used.
+    unsafe { arch_switch_stack(save, next) };
+    unreachable!("an exited context was resumed")
 }
 
 // ---- FPU / SSE / AVX state ----
@@ -168,6 +227,11 @@ pub fn fpu_init() {
 /// Whether state is saved with xsave.
 pub fn uses_xsave() -> bool {
     XSAVE_MASK.load(Ordering::Relaxed) != 0
+}
+
+/// The XCR0 features saved (0 with fxsave).
+pub fn xsave_mask() -> u64 {
+    XSAVE_MASK.load(Ordering::Relaxed)
 }
 
 /// Bytes of a saved state image.

@@ -127,3 +127,15 @@ pub mod crash {
         unsafe { asm!("int3", options(nomem, nostack)) };
     }
 }
+
+/// A hardware random number (RDRAND), if the CPU has it and it delivered one.
+pub fn rdrand() -> Option<u64> {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 30) == 0 {
+        return None;
+    }
+    let (v, ok): (u64, u8);
+    // SAFETY: rdrand (present per CPUID) writes a register and CF only.
+    unsafe { asm!("rdrand {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack)) };
+    (ok != 0).then_some(v)
+}

@@ -6,6 +6,7 @@
 //! PVM para-virtual instruction for each. Nothing outside this module knows which mode runs.
 
 pub mod apic;
+pub mod context;
 pub mod cpu;
 mod entry;
 pub mod heap;

@@ -158,6 +158,20 @@ pub fn irq_save() -> bool {
     }
 }
 
+/// Whether interrupts are enabled.
+pub fn irq_enabled() -> bool {
+    match current() {
+        ExecMode::Native => {
+            let flags: u64;
+            // SAFETY: reads RFLAGS; no memory is touched.
+            unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) };
+            flags & (1 << 9) != 0
+        }
+        // SAFETY: the VIF page is mapped for the kernel's lifetime; byte 0 is the virtual IF.
+        ExecMode::Pvm => unsafe { core::ptr::read_volatile(vif_ptr(VIF_IF)) != 0 },
+    }
+}
+
 /// Re-enables interrupts if `enabled` (the value [`irq_save`] returned).
 pub fn irq_restore(enabled: bool) {
     if enabled {
@@ -227,6 +241,7 @@ pub fn fault_address() -> u64 {
 /// # Safety
 /// `pml4` must be a valid top-level table that maps the kernel exactly as the current one.
 pub unsafe fn load_cr3(pml4: u64) {
+    LOADED_ROOT.store(pml4, Ordering::Relaxed);
     match current() {
         // SAFETY: the caller guarantees the new tables map the running kernel.
         ExecMode::Native => unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) },
@@ -234,6 +249,13 @@ pub unsafe fn load_cr3(pml4: u64) {
             hypercall(hc::SET_CR3, pml4, 0, 0);
         }
     }
+}
+
+static LOADED_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// The root last loaded with [`load_cr3`] (0 before the first load).
+pub fn loaded_root() -> u64 {
+    LOADED_ROOT.load(Ordering::Relaxed)
 }
 
 /// Flushes the TLB entry for `vaddr`.

@@ -204,6 +204,18 @@ pub enum Program {
 
 impl Program {
     /// The program's machine code.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SelfTest => "selftest",
+            Self::Peek => "peek",
+            Self::Poke => "poke",
+            Self::RegProbe => "regprobe",
+            Self::SyscallBench => "syscallbench",
+            Self::ZeroBench => "zerobench",
+        }
+    }
+
+    /// The program's machine code.
     pub fn code(self) -> &'static [u8] {
         let (start, end) = match self {
             Self::SelfTest => (&raw const user_selftest_start, &raw const user_selftest_end),

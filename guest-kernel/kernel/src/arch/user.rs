@@ -55,12 +55,8 @@ pub static mut ENTRY_RO: EntryRo = EntryRo { kernel_cr3: 0, user_cr3: 0, task_st
 pub static mut ENTRY_RW: EntryRw =
     EntryRw { scratch_user_rsp: 0, _pad: [0; 7], stack: [0; TRAMPOLINE_STACK] };
 
-/// The kernel stack pointer `enter_user` saved (callee-saved registers are above it).
-pub static mut KERNEL_CONTEXT_RSP: u64 = 0;
-
 unsafe extern "C" {
     fn syscall_entry();
-    fn enter_user(frame: *const TrapFrame);
     static __entry_text_start: u8;
     static __entry_text_end: u8;
     static __entry_ro_start: u8;
@@ -101,33 +97,23 @@ pub fn init() {
     let _ = USER_DS;
 }
 
-/// Runs user code from `frame` on the page tables (`kernel_cr3`, `user_cr3`) until the task
-/// ends (the trap handler returns [`UserReturn::Exit`]).
-pub fn run(frame: &TrapFrame, kernel_cr3: u64, user_cr3: u64) {
-    // SAFETY: ENTRY_RO is written only here, with interrupts off, before entering user mode;
-    // the roots are valid page tables that map the kernel and the entry area (built by
-    // `uspace`). `enter_user` saves the kernel context and returns when the task ends.
+/// Points the entry code at the task about to run: the top of its kernel stack (where trap
+/// frames go) and its page-table roots.
+pub fn set_current(stack_top: u64, kernel_cr3: u64, user_cr3: u64) {
+    // SAFETY: ENTRY_RO is written only here, with interrupts off (the scheduler switches
+    // tasks with them off), and read by the entry code, which cannot run concurrently on
+    // one CPU. The roots are valid tables built by `uspace` (or the kernel root).
     unsafe {
         let ro = &raw mut ENTRY_RO;
         (*ro).kernel_cr3 = kernel_cr3;
         // When the host flips to CR3 + 4 KiB itself, the entry code must not switch.
         (*ro).user_cr3 = if mode::host_flips_cr3() { kernel_cr3 } else { user_cr3 };
-        mode::load_cr3(kernel_cr3);
-        enter_user(frame);
+        (*ro).task_stack_top = stack_top;
     }
 }
 
-/// What the trap handler wants after a trap from user mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum UserReturn {
-    /// Return to user mode with the (possibly changed) frame.
-    Resume = 0,
-    /// The task is over: return from [`run`].
-    Exit = 1,
-}
-
-/// Called by the entry code, on the task's kernel stack, with the kernel page tables.
-pub(super) extern "C" fn dispatch_user(frame: &mut TrapFrame) -> u32 {
-    crate::task::on_user_trap(frame) as u32
+/// Called by the entry code, on the task's kernel stack, with the kernel page tables; returns
+/// to user mode with the (possibly changed) frame.
+pub(super) extern "C" fn dispatch_user(frame: &mut TrapFrame) {
+    crate::sched::on_user_trap(frame)
 }

@@ -102,6 +102,21 @@ pub fn init(frames: &mut FrameAllocator) -> Result<(), MapToError<Size4KiB>> {
     Ok(())
 }
 
+/// The kernel-only root.
+pub fn kernel_root() -> u64 {
+    KERNEL_ROOT.load(Ordering::Relaxed)
+}
+
+/// Loads the kernel view of an address space (`AddressSpace::kernel_root`) or the kernel-only
+/// root, unless it is loaded already.
+pub fn activate_root(root: u64) {
+    if mode::loaded_root() != root {
+        // SAFETY: callers pass roots from `AddressSpace::kernel_root` or `kernel_root`, whose
+        // kernel halves are copies of the boot tables' (see `AddressSpace::new`).
+        unsafe { mode::load_cr3(root) };
+    }
+}
+
 /// Switches to the kernel-only page tables (after a task ended).
 pub fn activate_kernel() {
     let root = KERNEL_ROOT.load(Ordering::Relaxed);
@@ -207,8 +222,109 @@ impl AddressSpace {
         }
     }
 
-    /// Frees every user page, the user-half tables and the roots. The space must not be active.
-    pub fn destroy(self, frames: &mut FrameAllocator) {
+    /// The leaf entry for user page `vaddr`, if its tables exist.
+    fn leaf(&self, vaddr: u64, create: Option<&mut FrameAllocator>) -> Option<*mut u64> {
+        let mut table = self.pair;
+        let mut frames = create;
+        for level in [39u64, 30, 21] {
+            let index = ((vaddr >> level) & 0x1ff) as usize;
+            let mut e = read_entry(table, index);
+            if e & pte::PRESENT == 0 {
+                let f = frames.as_deref_mut()?.alloc(&DirectMapLinks)?;
+                if !f.is_zero {
+                    zero_frame(f.addr);
+                }
+                e = f.addr | pte::PRESENT | pte::WRITABLE | pte::USER;
+                write_entry(table, index, e);
+                if level == 39 && self.user_root() != self.pair {
+                    write_entry(self.user_root(), index, e);
+                }
+            } else if e & pte::HUGE != 0 {
+                return None;
+            }
+            table = e & pte::ADDR_MASK;
+        }
+        Some(entry_ptr(table, ((vaddr >> 12) & 0x1ff) as usize))
+    }
+
+    /// The raw leaf entry of user page `vaddr` (0 if none).
+    pub fn pte(&self, vaddr: u64) -> u64 {
+        match self.leaf(vaddr, None) {
+            // SAFETY: a leaf slot of this space's own tables, in RAM (direct map).
+            Some(p) => unsafe { p.read_volatile() },
+            None => 0,
+        }
+    }
+
+    /// Replaces the leaf entry of an already mapped user page (COW resolution, protection
+    /// changes) and flushes its TLB entry.
+    pub fn set_pte(&mut self, vaddr: u64, value: u64) {
+        if let Some(p) = self.leaf(vaddr, None) {
+            // SAFETY: as in `pte`; the space is owned mutably.
+            unsafe { p.write_volatile(value) };
+            mode::flush_tlb_page(vaddr);
+        }
+    }
+
+    /// Maps `phys` at `vaddr` with a raw leaf entry value's flags (`value` includes the
+    /// address), creating tables as needed.
+    pub fn map_raw(&mut self, frames: &mut FrameAllocator, vaddr: u64, value: u64) -> Result<(), ()> {
+        assert!(vaddr < 0x0000_8000_0000_0000, "{vaddr:#x} is not a user address");
+        let p = self.leaf(vaddr, Some(frames)).ok_or(())?;
+        // SAFETY: as in `set_pte`.
+        unsafe { p.write_volatile(value) };
+        mode::flush_tlb_page(vaddr);
+        Ok(())
+    }
+
+    /// Calls `f(vaddr, &mut entry)` for every present user page in `[start, end)`; `f` may
+    /// change or clear the entry. The caller flushes the TLB afterwards.
+    pub fn for_each_page(&mut self, start: u64, end: u64, mut f: impl FnMut(u64, &mut u64)) {
+        let end = end.min(0x0000_8000_0000_0000);
+        let mut va = start & !0xfff;
+        while va < end {
+            let mut table = self.pair;
+            let mut skip = 0u64;
+            for level in [39u64, 30, 21] {
+                let e = read_entry(table, ((va >> level) & 0x1ff) as usize);
+                if e & pte::PRESENT == 0 || e & pte::HUGE != 0 {
+                    skip = 1 << level;
+                    break;
+                }
+                table = e & pte::ADDR_MASK;
+            }
+            if skip != 0 {
+                va = (va & !(skip - 1)) + skip;
+                continue;
+            }
+            let p = entry_ptr(table, ((va >> 12) & 0x1ff) as usize);
+            // SAFETY: a leaf slot of this space's own tables.
+            let mut e = unsafe { p.read_volatile() };
+            if e & pte::PRESENT != 0 {
+                let before = e;
+                f(va, &mut e);
+                if e != before {
+                    // SAFETY: as above; the space is owned mutably.
+                    unsafe { p.write_volatile(e) };
+                }
+            }
+            va += 4096;
+        }
+    }
+
+    /// Reloads this space's roots so that changes made by [`Self::for_each_page`] take
+    /// effect, if it is the active space.
+    pub fn flush_all(&self) {
+        let active = mode::loaded_root() == self.pair;
+        if active {
+            // SAFETY: reloading the active root maps the kernel as before.
+            unsafe { mode::load_cr3(self.pair) };
+        }
+    }
+
+    /// Frees the user-half tables and the roots; `release` is called with every mapped
+    /// frame (the caller keeps page reference counts). The space must not be active.
+    pub fn destroy(self, frames: &mut FrameAllocator, mut release: impl FnMut(&mut FrameAllocator, u64)) {
         let mut links = DirectMapLinks;
         let table = |e: u64| e & pte::ADDR_MASK;
         for i in 0..256 {
@@ -229,7 +345,7 @@ impl AddressSpace {
                     for l in 0..512 {
                         let l1 = read_entry(table(l2), l);
                         if l1 & pte::PRESENT != 0 {
-                            frames.free(&mut links, table(l1));
+                            release(frames, table(l1));
                         }
                     }
                     frames.free(&mut links, table(l2));
@@ -270,5 +386,43 @@ pub fn write_frame(frame: u64, offset: usize, bytes: &[u8]) {
             (phys_to_virt(frame) + offset as u64) as *mut u8,
             bytes.len(),
         )
+    };
+}
+
+/// Copies `buf` into user memory at `uaddr` through the direct map; fails if any byte is not
+/// mapped writable for the user (the caller resolves faults first: see the kernel's
+/// `mm::user` helpers).
+pub fn copy_to_user(space: &AddressSpace, uaddr: u64, buf: &[u8]) -> Result<(), ()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let addr = uaddr.checked_add(done as u64).ok_or(())?;
+        let (phys, writable) = space.translate(addr).ok_or(())?;
+        if !writable {
+            return Err(());
+        }
+        let chunk = ((4096 - (addr % 4096)) as usize).min(buf.len() - done);
+        // SAFETY: `phys..phys+chunk` lies in one writable user frame of this space (translated
+        // above), RAM covered by the direct map; user memory is plain bytes.
+        let dst = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(phys) as *mut u8, chunk) };
+        dst.copy_from_slice(&buf[done..done + chunk]);
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// Reads bytes of a frame the caller owns or shares.
+pub fn read_frame(frame: u64, offset: usize, buf: &mut [u8]) {
+    assert!(frame.is_multiple_of(4096) && offset + buf.len() <= 4096);
+    // SAFETY: a RAM frame (direct map), range inside it (checked); plain bytes.
+    let src = unsafe { core::slice::from_raw_parts((phys_to_virt(frame) + offset as u64) as *const u8, buf.len()) };
+    buf.copy_from_slice(src);
+}
+
+/// Copies a whole frame (copy-on-write).
+pub fn copy_frame(dst: u64, src: u64) {
+    assert!(dst.is_multiple_of(4096) && src.is_multiple_of(4096) && dst != src);
+    // SAFETY: two distinct RAM frames (direct map); `dst` is owned by the caller.
+    unsafe {
+        core::ptr::copy_nonoverlapping(phys_to_virt(src) as *const u8, phys_to_virt(dst) as *mut u8, 4096)
     };
 }

@@ -321,7 +321,7 @@ fn dev_of(loc: &Location) -> u64 {
 
 fn stat_loc(loc: &Location, addr: u64) -> KResult<u64> {
     let md = loc.inode.metadata();
-    User::current()?.write(addr, &abi::stat_bytes(&md, dev_of(loc)))?;
+    User::current()?.write(addr, &abi::encode_stat(&md, dev_of(loc)))?;
     Ok(0)
 }
 
@@ -339,7 +339,7 @@ fn stat_file(f: &OpenFile) -> (Metadata, u64) {
 pub fn fstat(fd: i32, addr: u64) -> KResult<u64> {
     let f = file(fd)?;
     let (md, dev) = stat_file(&f);
-    User::current()?.write(addr, &abi::stat_bytes(&md, dev))?;
+    User::current()?.write(addr, &abi::encode_stat(&md, dev))?;
     Ok(0)
 }
 
@@ -359,13 +359,13 @@ pub fn fstatat(dirfd: i32, path: u64, addr: u64, flags: u32) -> KResult<u64> {
 pub fn statx(dirfd: i32, path: u64, flags: u32, mask: u32, addr: u64) -> KResult<u64> {
     let p = User::current()?.cstr(path)?;
     let (md, dev) = if p.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        stat_file(&file(dirfd)?)
+        stat_file(&*file(dirfd)?)
     } else {
         let dir = dir_of(dirfd)?;
         let loc = lookup_at(dir.as_ref(), &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
         (loc.inode.metadata(), dev_of(&loc))
     };
-    User::current()?.write(addr, &abi::statx_bytes(&md, dev, mask))?;
+    User::current()?.write(addr, &abi::encode_statx(&md, dev, mask, 1)?)?;
     Ok(0)
 }
 
@@ -394,7 +394,9 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> KResult<u64> {
     let mut off = f.offset.lock();
     let mut cursor = *off;
     while let Some((entry, next)) = inode.read_dir(cursor)? {
-        let rec = abi::dirent64_bytes(entry.ino, next, entry.kind.dirent_type(), &entry.name);
+        let d = abi::Dirent64 { ino: entry.ino, off: next as i64, kind: entry.kind.dirent_type(), name: &entry.name };
+        let mut rec = vec![0u8; d.reclen()];
+        d.encode(&mut rec);
         if out.len() + rec.len() > len as usize {
             if out.is_empty() {
                 return Err(Errno::EINVAL);
@@ -688,7 +690,7 @@ pub fn fsync(fd: i32) -> KResult<u64> {
 }
 
 pub fn sync() -> KResult<u64> {
-    crate::fs::sync_all();
+    crate::init::sync_all();
     Ok(0)
 }
 
@@ -924,7 +926,8 @@ pub fn select(nfds: i32, r: u64, w: u64, e: u64, timeout: u64, pselect: bool) ->
 
 fn statfs_of(loc: &Location, addr: u64) -> KResult<u64> {
     let fs = kfs::with_vfs(|v| v.fs_of(loc.mount)).ok_or(Errno::ENOENT)?;
-    User::current()?.write(addr, &abi::statfs_bytes(&fs.statfs()))?;
+    let flags = if kfs::readonly(loc) { 1 } else { 0 };
+    User::current()?.write(addr, &abi::encode_statfs(&fs.statfs(), loc.mount.0 as u64, flags))?;
     Ok(0)
 }
 

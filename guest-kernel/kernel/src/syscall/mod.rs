@@ -10,6 +10,8 @@ mod mem;
 mod proc;
 mod time;
 
+pub use fs::describe as describe_file;
+
 use crate::arch::trap::TrapFrame;
 use crate::sched;
 use alloc::sync::Arc;
@@ -115,7 +117,12 @@ impl User {
 pub fn dispatch(frame: &mut TrapFrame) {
     let nr = frame.rax;
     let args: Args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-    sched::current().proc.inner.lock().orig_rax = nr as i64;
+    {
+        let me = sched::current();
+        let mut i = me.proc.inner.lock();
+        i.orig_rax = nr as i64;
+        i.stats.syscalls += 1;
+    }
     let result = call(nr, args, frame);
     frame.rax = match result {
         Ok(v) => v,

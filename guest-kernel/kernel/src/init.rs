@@ -1,0 +1,270 @@
+//! Starting user space: the root file system (the initramfs unpacked into a tmpfs), `/dev`
+//! and `/proc`, the console as init's terminal, and the first process; and the end of it all
+//! (init exits, `reboot(2)`).
+
+use crate::file::{FileKind, FdTable, OpenFile, oflags};
+use crate::fs::{self, FsContext};
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use spinning_top::Spinlock;
+use umlvm_kcore::cpio;
+use umlvm_kcore::errno::{Errno, KResult};
+use umlvm_kcore::vfs::mount::Location;
+use umlvm_kcore::vfs::tmpfs::TmpFs;
+use umlvm_kcore::vfs::{FileSystem, FileType, Inode, NewInode, SetAttr, Timespec};
+
+static CMDLINE: Spinlock<&'static str> = Spinlock::new("");
+static QUIET: AtomicBool = AtomicBool::new(false);
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether init (pid 1) was started.
+pub fn started() -> bool {
+    STARTED.load(Ordering::Relaxed)
+}
+
+/// The kernel command line (/proc/cmdline).
+pub fn kernel_cmdline() -> &'static str {
+    *CMDLINE.lock()
+}
+
+/// Whether `quiet` was given (informational messages are not printed on the console).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Largest unpacked initramfs.
+const INITRAMFS_LIMIT: usize = 1 << 30;
+
+/// Unpacks `image` (newc cpio, optionally gzip'd, possibly several archives) into `root`.
+fn unpack(root: &Arc<dyn Inode>, image: &[u8]) -> Result<usize, String> {
+    let data = cpio::unpack_image(image, INITRAMFS_LIMIT).map_err(|e| alloc::format!("{e:?}"))?;
+    let mut links: BTreeMap<(u64, u32), Arc<dyn Inode>> = BTreeMap::new();
+    let mut count = 0;
+    for entry in cpio::entries(&data) {
+        let e = entry.map_err(|e| alloc::format!("{e:?}"))?;
+        if e.name.is_empty() {
+            continue;
+        }
+        let (parent, name) = match walk_parent(root, e.name) {
+            Ok(p) => p,
+            Err(err) => {
+                log::warn!("initramfs: {}: {}", String::from_utf8_lossy(e.name), err.name());
+                continue;
+            }
+        };
+        let Some(kind) = FileType::from_mode(e.mode) else {
+            log::warn!("initramfs: {}: bad mode {:o}", String::from_utf8_lossy(e.name), e.mode);
+            continue;
+        };
+        let time = Timespec { sec: i64::from(e.mtime), nsec: 0 };
+        let new = NewInode { kind, perm: e.mode & 0o7777, uid: e.uid, gid: e.gid, rdev: e.rdev, time };
+        let result: KResult<()> = (|| {
+            match kind {
+                FileType::Directory => {
+                    if parent.lookup(name).is_err() {
+                        parent.create(name, &new)?;
+                    }
+                }
+                FileType::Symlink => {
+                    let _ = parent.unlink(name);
+                    parent.symlink(name, e.data, &new)?;
+                }
+                FileType::Regular if e.nlink > 1 => {
+                    let key = (e.dev, e.ino);
+                    let inode = match links.get(&key) {
+                        Some(i) => {
+                            parent.link(name, i)?;
+                            i.clone()
+                        }
+                        None => {
+                            let _ = parent.unlink(name);
+                            let i = parent.create(name, &new)?;
+                            links.insert(key, i.clone());
+                            i
+                        }
+                    };
+                    if !e.data.is_empty() {
+                        write_all(&inode, e.data)?;
+                    }
+                }
+                _ => {
+                    let _ = parent.unlink(name);
+                    let i = parent.create(name, &new)?;
+                    if kind == FileType::Regular {
+                        write_all(&i, e.data)?;
+                    }
+                    i.setattr(&SetAttr { mtime: Some(time), atime: Some(time), ..SetAttr::default() })?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            log::warn!("initramfs: {}: {}", String::from_utf8_lossy(e.name), err.name());
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn write_all(inode: &Arc<dyn Inode>, data: &[u8]) -> KResult<()> {
+    let mut done = 0;
+    while done < data.len() {
+        done += inode.write_at(done as u64, &data[done..])?;
+    }
+    Ok(())
+}
+
+/// The directory holding `path` (relative to `root`, all parents existing) and the last name.
+fn walk_parent<'a>(root: &Arc<dyn Inode>, path: &'a [u8]) -> KResult<(Arc<dyn Inode>, &'a [u8])> {
+    let mut parts: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
+    let name = parts.pop().ok_or(Errno::EINVAL)?;
+    let mut dir = root.clone();
+    for p in parts {
+        dir = dir.lookup(p)?;
+    }
+    Ok((dir, name))
+}
+
+/// Sets up the file systems and starts init; returns false if there is nothing to run
+/// (no initramfs), in which case the kernel-only boot continues.
+pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
+    *CMDLINE.lock() = cmdline;
+    let words = umlvm_kcore::cmdline::Cmdline::new(cmdline);
+    QUIET.store(words.flag("quiet"), Ordering::Relaxed);
+    let image = crate::arch::memory::boot_bytes(info.initrd);
+    if image.is_empty() {
+        return false;
+    }
+    let t0 = crate::time::now_ns();
+    let rootfs = TmpFs::new(fs::clock);
+    let root: Arc<dyn Inode> = rootfs.root();
+    match unpack(&root, image) {
+        Ok(n) => log::info!(
+            "initramfs: {} KiB unpacked, {n} entries, in {} us",
+            image.len() / 1024,
+            (crate::time::now_ns() - t0) / 1000
+        ),
+        Err(e) => {
+            crate::kprintln!("initramfs: cannot unpack: {e}");
+            crate::arch::pv::power_off(crate::EXIT_NO_INIT);
+        }
+    }
+    fs::set_root(rootfs, "rootfs");
+    let dev = TmpFs::new(fs::clock);
+    if let Err(e) = fs::populate_dev(&dev) {
+        log::warn!("devtmpfs: {}", e.name());
+    }
+    if let Err(e) = fs::mount_at(b"/dev", dev, "devtmpfs", false) {
+        log::warn!("cannot mount /dev: {}", e.name());
+    }
+    if let Err(e) = fs::mount_at(b"/proc", crate::procfs::ProcFs::new(), "proc", false) {
+        log::warn!("cannot mount /proc: {}", e.name());
+    }
+    let _ = fs::ensure_dir(b"/tmp", 0o1777);
+
+    let (init_args, after) = match cmdline.split_once(" -- ") {
+        Some((_, rest)) => (rest.split_ascii_whitespace().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>(), true),
+        None => (Vec::new(), false),
+    };
+    let _ = after;
+    let candidates: Vec<&str> = match words.get("init").or(words.get("rdinit")) {
+        Some(p) => alloc::vec![p],
+        None => alloc::vec!["/init", "/sbin/init", "/etc/init", "/bin/init", "/bin/sh"],
+    };
+    let ctx = FsContext::at_root();
+    for path in candidates {
+        let root = fs::with_vfs(|v| v.root());
+        let Ok(loc) = fs::with_vfs(|v| v.resolve(&root, &root, path.as_bytes(), true)) else { continue };
+        let mut args = alloc::vec![path.as_bytes().to_vec()];
+        args.extend(init_args.iter().cloned());
+        let envs = alloc::vec![b"HOME=/".to_vec(), b"TERM=linux".to_vec()];
+        let files = match console_fds() {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("no console for init: {}", e.name());
+                FdTable::new()
+            }
+        };
+        crate::sched::reset_pids();
+        STARTED.store(true, Ordering::Relaxed);
+        match crate::process::spawn_init(path.as_bytes(), loc.inode.clone(), args, envs, ctx.clone(), files) {
+            Ok(()) => {
+                log::info!("starting {path} as init (pid 1)");
+                crate::tty::set_controlling(crate::tty::index_of_unit(false, 0).unwrap_or(0), 1, 1);
+                crate::sched::start_clock();
+                return true;
+            }
+            Err(e) => log::warn!("cannot run {path}: {}", e.name()),
+        }
+    }
+    crate::kprintln!("Kernel panic: no working init found (tried init=, /init, /sbin/init, /etc/init, /bin/init, /bin/sh)");
+    crate::arch::pv::power_off(crate::EXIT_NO_INIT)
+}
+
+/// fds 0, 1, 2 on the console (tty0), as Linux opens /dev/console for init.
+fn console_fds() -> KResult<FdTable> {
+    let tty = crate::tty::index_of_unit(false, 0).ok_or(Errno::ENODEV)?;
+    let root = fs::with_vfs(|v| v.root());
+    let loc: Option<Location> = fs::with_vfs(|v| v.resolve(&root, &root, b"/dev/console", true)).ok();
+    let f = OpenFile::new(FileKind::Tty(tty), oflags::RDWR, loc);
+    let mut t = FdTable::new();
+    for _ in 0..3 {
+        t.install(f.clone(), false, 0)?;
+    }
+    Ok(t)
+}
+
+/// Init ended: sync, unmount, and power off with its status (128+N for signal N).
+pub fn init_exited(status: i32) -> ! {
+    let code = if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) };
+    if !quiet() {
+        log::info!("init exited with status {code}; powering off");
+    }
+    shutdown_fs();
+    crate::console::flush();
+    crate::arch::pv::power_off(code as u8)
+}
+
+fn shutdown_fs() {
+    sync_all();
+    let mounts = fs::with_vfs(|v| v.mounts());
+    for m in mounts.iter().rev() {
+        if let Some(f) = fs::with_vfs(|v| v.fs_of(m.id)) {
+            let _ = f.unmount();
+        }
+    }
+    crate::block::sync_all();
+}
+
+/// Writes every file system's dirty data.
+pub fn sync_all() {
+    let mounts = fs::with_vfs(|v| v.mounts());
+    for m in mounts {
+        if let Some(f) = fs::with_vfs(|v| v.fs_of(m.id)) {
+            let _ = f.sync();
+        }
+    }
+    crate::block::sync_all();
+}
+
+/// `reboot(2)`: restart or power off.
+pub fn shutdown(restart: bool, status: u8) -> ! {
+    shutdown_fs();
+    crate::console::flush();
+    if restart {
+        crate::kprintln!("reboot: Restarting system");
+        crate::console::flush();
+        crate::arch::pv::reboot()
+    }
+    crate::kprintln!("reboot: Power down");
+    crate::console::flush();
+    crate::arch::pv::power_off(status)
+}
+
+/// The file system of `loc`'s mount.
+pub fn fs_of(loc: &Location) -> Option<Arc<dyn FileSystem>> {
+    fs::with_vfs(|v| v.fs_of(loc.mount))
+}
