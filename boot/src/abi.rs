@@ -10,8 +10,9 @@
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"UMLVMBI1");
 
 /// ABI version: major in the high 16 bits, minor in the low 16 bits. 2.0: device entries
-/// carry a role tag.
-pub const BOOT_INFO_VERSION: u32 = 2 << 16;
+/// carry a role tag. 2.1: [`BootInfo::initrd`] is filled when the VMM loaded one, and its
+/// pages are in the memory map as [`MemoryKind::Initrd`].
+pub const BOOT_INFO_VERSION: u32 = (2 << 16) | 1;
 
 /// Major part of [`BOOT_INFO_VERSION`]; a kernel accepts any block with the same major.
 pub const fn version_major(version: u32) -> u16 {
@@ -145,6 +146,9 @@ pub enum MemoryKind {
     Boot = 4,
     /// Device MMIO window (uncached), not RAM.
     Mmio = 5,
+    /// The initial RAM disk the VMM loaded ([`BootInfo::initrd`], rounded up to whole pages).
+    /// The kernel reads it in place and may free its pages once it has unpacked it.
+    Initrd = 6,
 }
 
 impl MemoryKind {
@@ -156,6 +160,7 @@ impl MemoryKind {
             3 => Self::Kernel,
             4 => Self::Boot,
             5 => Self::Mmio,
+            6 => Self::Initrd,
             _ => return None,
         })
     }
@@ -249,7 +254,9 @@ pub struct BootInfo {
     pub cmdline: Span,
     /// Early-console buffer; the kernel fills it and kicks [`crate::ports::CONSOLE`].
     pub console: Span,
-    /// Initial RAM disk, if any.
+    /// Initial RAM disk (`--initrd`, `initrd=`): its exact bytes, at a page-aligned address
+    /// at the top of RAM below the MMIO hole; empty when there is none (and from VMMs older
+    /// than 2.1).
     pub initrd: Span,
     /// Loaded kernel image (physical, `.bss` included).
     pub kernel: Span,
@@ -402,6 +409,7 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, pvm_vif_msr_value), 24);
         assert_eq!(offset_of!(BootInfo, host_start_tsc), 32);
         assert_eq!(offset_of!(BootInfo, cmdline), 80);
+        assert_eq!(offset_of!(BootInfo, initrd), 112);
         assert_eq!(size_of::<Span>(), 16);
         assert_eq!(size_of::<MemoryRegion>(), 24);
         assert_eq!(size_of::<DeviceEntry>(), 32);
@@ -455,6 +463,7 @@ mod tests {
         assert!(!b.push_memory_region(Span::new(0, 1), MemoryKind::Usable));
         assert_eq!(b.memory_regions().len(), MAX_MEMORY_REGIONS);
         assert_eq!(MemoryKind::from_raw(b.memory_regions()[0].kind), Some(MemoryKind::Usable));
+        assert_eq!(MemoryKind::from_raw(6), Some(MemoryKind::Initrd));
         assert_eq!(MemoryKind::from_raw(99), None);
     }
 }

@@ -147,3 +147,100 @@ fn inaccessible_kvm_device_says_how_to_fix_it() {
     let r = run_command(cmd, Duration::from_secs(30));
     r.assert_one_line_error("/dev/kvm: permission denied: add your user to group `kvm`");
 }
+
+#[test]
+fn initrd_is_loaded_and_reported() {
+    // The kernel does not unpack it yet: check only that umlvm loads it and boots.
+    let dir = TempDir::new("initrd-ok");
+    let initrd = dir.join("initrd.img");
+    std::fs::write(&initrd, vec![0x5a; (2 << 20) + 100]).unwrap();
+    let r = boot(&["-v", "--initrd", initrd.to_str().unwrap(), "selftest=none"]);
+    r.assert_status(0).assert_stderr(&format!(
+        "--initrd {}: 2097252 bytes read into guest RAM at 0x3dff000",
+        initrd.display()
+    ));
+    let r = umlvm(&["run", "--help"]);
+    r.assert_status(0).assert_stdout("--initrd <FILE>");
+}
+
+#[test]
+fn bad_initrds_are_refused_before_anything_starts() {
+    // All of these are refused before KVM is opened (a missing KVM device would be reported
+    // otherwise), so nothing starts: one line, status 2.
+    let dir = TempDir::new("bad-initrd");
+    let run = |args: &[&str]| {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        umlvm_env(&all, &[("UMLVM_KVM", "/nonexistent/kvm")], Duration::from_secs(30))
+    };
+
+    let missing = dir.join("missing.cpio.gz");
+    let missing_switch = format!("initrd={}", missing.display());
+    run(&[&missing_switch]).assert_one_line_error(&format!(
+        "initrd={}: cannot read it: No such file or directory",
+        missing.display()
+    ));
+    run(&["--initrd", missing.to_str().unwrap()])
+        .assert_one_line_error(&format!("--initrd {}: cannot read it", missing.display()));
+
+    run(&["--initrd", dir.path().to_str().unwrap()]).assert_one_line_error(&format!(
+        "--initrd {}: is a directory, not an initrd image",
+        dir.path().display()
+    ));
+
+    let empty = dir.join("empty.cpio.gz");
+    std::fs::write(&empty, b"").unwrap();
+    run(&["--initrd", empty.to_str().unwrap()]).assert_one_line_error(&format!(
+        "--initrd {}: the file is empty (leave the option out to boot without an initrd)",
+        empty.display()
+    ));
+
+    run(&["initrd=/dev/null"]).assert_one_line_error("initrd=/dev/null: not a regular file");
+    run(&["initrd="]).assert_one_line_error("initrd=: needs a value");
+
+    // Sparse files: sizes without the disk space.
+    let big = dir.join("rootfs.cpio.gz");
+    std::fs::File::create(&big).unwrap().set_len(300 << 20).unwrap();
+    run(&["--initrd", big.to_str().unwrap(), "mem=128M"]).assert_one_line_error(&format!(
+        "--initrd {} (300 MiB) does not fit in 128 MiB of guest RAM; use mem=512M",
+        big.display()
+    ));
+    let big_switch = format!("initrd={}", big.display());
+    run(&["--mem", "64M", &big_switch]).assert_one_line_error(&format!(
+        "{big_switch} (300 MiB) does not fit in 64 MiB of guest RAM; use mem=512M"
+    ));
+
+    let huge = dir.join("huge.img");
+    std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
+    run(&["--initrd", huge.to_str().unwrap()]).assert_one_line_error(&format!(
+        "--initrd {} (3072 MiB) is too large: an initrd must fit in the RAM below 3 GiB",
+        huge.display()
+    ));
+}
+
+#[test]
+fn unreadable_initrd_is_refused() {
+    // As an unprivileged user (nobody), from a copy of the binary it may execute.
+    let dir = TempDir::new("initrd-perm");
+    let bin = dir.join("umlvm");
+    std::fs::copy(umlvm_bin(), &bin).unwrap();
+    let secret = dir.join("secret.cpio.gz");
+    std::fs::write(&secret, b"070701").unwrap();
+    let perms = |p: &std::path::Path, mode| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    perms(dir.path(), 0o755);
+    perms(&bin, 0o755);
+    perms(&secret, 0o600);
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    assert!(is_root, "this test drops privileges with setpriv and must run as root (CI does)");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).args(["run", "--initrd"]);
+    cmd.arg(&secret).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let r = run_command(cmd, Duration::from_secs(30));
+    r.assert_one_line_error(&format!("--initrd {}: cannot read it: Permission denied", secret.display()));
+}

@@ -2,7 +2,8 @@
 //! UML-style `key=value` switches.
 //!
 //! As in UML, every switch is also passed to the guest kernel's command line, in order; the
-//! VMM consumes the ones it understands (`mem=`, `umid=`, `pvm=`) and validates them first.
+//! VMM consumes the ones it understands (`mem=`, `umid=`, `pvm=`, `initrd=`, `ubdN=`, ...)
+//! and validates them first.
 //! When a flag and a switch set the same thing, the switch wins (it comes later on a UML
 //! command line); among switches the last one wins.
 
@@ -27,6 +28,15 @@ pub enum KernelSource {
     Embedded,
     /// An ELF file.
     File(PathBuf),
+}
+
+/// An initial RAM disk to load into guest memory (`--initrd FILE`, `initrd=FILE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitrdSpec {
+    /// The file.
+    pub file: PathBuf,
+    /// How the user named it (`--initrd FILE` or `initrd=FILE`), for messages.
+    pub input: String,
 }
 
 /// Whether to use the PVM para-virtual mode on a PVM host.
@@ -58,6 +68,8 @@ pub struct VmConfig {
     pub umid: Option<String>,
     /// PVM mode choice.
     pub pvm: PvmChoice,
+    /// Initial RAM disk, if any.
+    pub initrd: Option<InitrdSpec>,
     /// The guest kernel command line.
     pub cmdline: String,
     /// Block devices, by device number.
@@ -168,6 +180,8 @@ pub struct CliInput {
     pub umid: Option<String>,
     /// `-v` count.
     pub verbose: u8,
+    /// `--initrd FILE`.
+    pub initrd: Option<PathBuf>,
     /// `--rootfs FILE` (ubd0).
     pub rootfs: Option<PathBuf>,
     /// `--ubd N=SPEC` flags.
@@ -186,6 +200,10 @@ impl VmConfig {
             mem_bytes: DEFAULT_MEM_BYTES,
             umid: cli.umid.clone(),
             pvm: PvmChoice::Auto,
+            initrd: cli
+                .initrd
+                .as_ref()
+                .map(|f| InitrdSpec { file: f.clone(), input: format!("--initrd {}", f.display()) }),
             cmdline: String::new(),
             ubd: Vec::new(),
             consoles: Vec::new(),
@@ -260,6 +278,9 @@ impl VmConfig {
                         }
                     }
                 }
+                Some(("initrd", v)) if !v.is_empty() => {
+                    cfg.initrd = Some(InitrdSpec { file: PathBuf::from(v), input: sw.clone() });
+                }
                 Some(("uml_dir", v)) if !v.is_empty() => cfg.uml_dir = Some(PathBuf::from(v)),
                 Some(("xterm", v)) => {
                     cfg.xterm = TerminalEmulator::parse(v).ok_or_else(|| ConfigError::BadSwitch {
@@ -267,7 +288,7 @@ impl VmConfig {
                         why: "expected xterm=PROGRAM,TITLE_SWITCH,EXEC_SWITCH (e.g. xterm,-T,-e)",
                     })?;
                 }
-                Some(("init" | "root", "")) => {
+                Some(("init" | "root" | "initrd", "")) => {
                     return Err(ConfigError::BadSwitch { input: sw.clone(), why: "needs a value" });
                 }
                 Some((key, value)) => {
@@ -447,6 +468,29 @@ mod tests {
         assert!(VmConfig::from_cli(&cli(&["umid=../etc"])).is_err());
         assert!(VmConfig::from_cli(&cli(&["umid="])).is_err());
         assert!(VmConfig::from_cli(&cli(&["init="])).is_err());
+        let e = VmConfig::from_cli(&cli(&["initrd="])).unwrap_err();
+        assert_eq!(e.to_string(), "initrd=: needs a value");
         assert!(VmConfig::from_cli(&cli(&["a b"])).is_err());
+    }
+
+    #[test]
+    fn initrd_flag_and_switch() {
+        assert_eq!(VmConfig::from_cli(&cli(&[])).unwrap().initrd, None);
+        let mut input = cli(&[]);
+        input.initrd = Some("a.cpio.gz".into());
+        let c = VmConfig::from_cli(&input).unwrap();
+        let spec = c.initrd.unwrap();
+        assert_eq!(spec.file, std::path::Path::new("a.cpio.gz"));
+        assert_eq!(spec.input, "--initrd a.cpio.gz");
+        assert_eq!(c.cmdline, "");
+        // The switch wins over the flag, the last switch over earlier ones, and it reaches
+        // the guest's command line as every switch does.
+        let mut input = cli(&["initrd=b.cpio", "initrd=c.cpio", "single"]);
+        input.initrd = Some("a.cpio.gz".into());
+        let c = VmConfig::from_cli(&input).unwrap();
+        let spec = c.initrd.unwrap();
+        assert_eq!(spec.file, std::path::Path::new("c.cpio"));
+        assert_eq!(spec.input, "initrd=c.cpio");
+        assert_eq!(c.cmdline, "initrd=b.cpio initrd=c.cpio single");
     }
 }

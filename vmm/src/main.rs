@@ -3,6 +3,7 @@
 mod config;
 mod devices;
 mod exit;
+mod initrd;
 mod kvm;
 mod logger;
 mod mconsole;
@@ -75,7 +76,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 #[command(after_help = "SWITCHES are UML-style key=value words (mem=128M, umid=NAME, init=PATH, \
-root=DEV, pvm=off, ...). umlvm acts on the ones it knows and passes all of them, in order, \
+root=DEV, initrd=FILE, pvm=off, ...). umlvm acts on the ones it knows and passes all of them, in order, \
 to the guest kernel's command line, as UML does.")]
 struct RunArgs {
     /// Guest kernel ELF to boot instead of the embedded one.
@@ -87,6 +88,10 @@ struct RunArgs {
     /// Machine name (same as the umid= switch).
     #[arg(long, value_name = "NAME")]
     umid: Option<String>,
+    /// Initial RAM disk (e.g. a gzipped newc cpio archive) loaded into guest RAM for the
+    /// kernel (same as the initrd= switch).
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
     /// Root filesystem image (same as ubd0=FILE).
     #[arg(long, value_name = "FILE")]
     rootfs: Option<PathBuf>,
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
                 kernel: args.kernel,
                 mem: args.mem,
                 umid: args.umid,
+                initrd: args.initrd,
                 rootfs: args.rootfs,
                 ubd: args.ubd,
                 uml_dir: args.uml_dir,

@@ -36,6 +36,9 @@ pub enum RunError {
         /// Host MiB.
         host_mib: u64,
     },
+    /// The initrd was refused.
+    #[error(transparent)]
+    Initrd(#[from] crate::initrd::InitrdFileError),
     /// Building the machine failed.
     #[error(transparent)]
     Vm(#[from] vm::VmError),
@@ -123,6 +126,17 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
     {
         return Err(RunError::HostMemory { requested_mib: cfg.mem_bytes >> 20, host_mib: host >> 20 });
     }
+    // The initrd is checked against the kernel's placement before anything starts.
+    let initrd = match &cfg.initrd {
+        Some(spec) => {
+            let file = crate::initrd::InitrdFile::open(spec)?;
+            let image = umlvm_boot::host::KernelImage::parse(kernel)
+                .map_err(|e| RunError::KernelImage(describe_kernel(&cfg.kernel), e))?;
+            file.check_fits(cfg.mem_bytes, image.phys)?;
+            Some(file)
+        }
+        None => None,
+    };
     let disks = cfg
         .ubd
         .iter()
@@ -183,7 +197,7 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
     let mut boot_count = 0u32;
     loop {
         let t_setup = Instant::now();
-        let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks, &consoles)?;
+        let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks, &consoles, initrd.as_ref())?;
         if cfg.verbosity >= Verbosity::Verbose {
             eprintln!(
                 "umlvm: host {}; guest mode {:?}; {} MiB; TSC {} kHz; machine built in {:.3} ms ({:.3} ms since start)",
@@ -194,6 +208,15 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
                 t_setup.elapsed().as_secs_f64() * 1e3,
                 start.instant.elapsed().as_secs_f64() * 1e3,
             );
+            if let (Some((span, took)), Some(file)) = (machine.initrd, &initrd) {
+                eprintln!(
+                    "umlvm: {}: {} bytes read into guest RAM at {:#x} in {:.3} ms",
+                    file.input(),
+                    span.len,
+                    span.gpa,
+                    took.as_secs_f64() * 1e3
+                );
+            }
             let table = machine.devices.table();
             if !table.is_empty() {
                 eprintln!(
@@ -339,6 +362,14 @@ fn run_machine(
         }
     })?;
     Ok(outcome)
+}
+
+/// How messages name the kernel.
+fn describe_kernel(kernel: &KernelSource) -> String {
+    match kernel {
+        KernelSource::Embedded => "embedded kernel".into(),
+        KernelSource::File(p) => p.display().to_string(),
+    }
 }
 
 /// How `config ubdN` describes a device (as on the command line).

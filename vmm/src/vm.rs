@@ -1,10 +1,10 @@
-//! Building one machine: the KVM VM, its memory, irqchip, PIT, vCPU and boot state.
+//! Building one machine: the KVM VM, its memory, irqchip, PIT, vCPU, boot state and initrd.
 
 use crate::config::{PvmChoice, VmConfig};
 use crate::kvm::detect_host;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, Msrs, kvm_msr_entry, kvm_segment};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use umlvm_boot::host::{BootParams, EntryState, ExecutionMode, HostKind, SetupError, build_boot};
 use umlvm_boot::layout::ram_ranges;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -31,6 +31,9 @@ pub enum VmError {
     /// Devices could not be set up.
     #[error(transparent)]
     Devices(#[from] crate::devices::DeviceError),
+    /// The initrd could not be loaded.
+    #[error(transparent)]
+    Initrd(#[from] crate::initrd::InitrdFileError),
 }
 
 /// Host timestamps taken as the process started.
@@ -60,13 +63,16 @@ pub struct Machine {
     pub tsc_khz: u64,
     /// Devices.
     pub devices: crate::devices::Devices,
+    /// Where the initrd went and how long reading it into guest memory took.
+    pub initrd: Option<(umlvm_boot::Span, Duration)>,
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     move |e| VmError::Kvm(what, e)
 }
 
-/// Creates the VM and loads `kernel` per `cfg`.
+/// Creates the VM and loads `kernel` (and `initrd`, the opened `cfg.initrd`) per `cfg`.
+#[expect(clippy::too_many_arguments, reason = "one call site; the pieces have different lifetimes")]
 pub fn create(
     kvm: &Kvm,
     cfg: &VmConfig,
@@ -75,6 +81,7 @@ pub fn create(
     start: &StartTime,
     disks: &[(umlvm_devices::ubd::UbdSpec, umlvm_devices::disk::SharedDisk)],
     consoles: &[umlvm_devices::virtio::console::OpenedChannel],
+    initrd: Option<&crate::initrd::InitrdFile>,
 ) -> Result<Machine, VmError> {
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let ranges: Vec<(GuestAddress, usize)> =
@@ -115,10 +122,19 @@ pub fn create(
         host_start_unix_ns: start.unix_ns,
         boot_count,
         devices: &table,
+        initrd_len: initrd.map_or(0, |f| f.len()),
     };
     let setup = build_boot(&mem, kernel, &params)?;
+    let initrd = match initrd {
+        Some(file) => {
+            let t = Instant::now();
+            file.load(&mem, setup.boot_info.initrd)?;
+            Some((setup.boot_info.initrd, t.elapsed()))
+        }
+        None => None,
+    };
     set_entry_state(&vcpu, &setup.entry)?;
-    Ok(Machine { vm, vcpu, mem, host, mode, tsc_khz, devices })
+    Ok(Machine { vm, vcpu, mem, host, mode, tsc_khz, devices, initrd })
 }
 
 /// Translates a host TSC value into the guest's TSC time base (KVM may offset the guest TSC).

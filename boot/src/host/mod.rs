@@ -3,13 +3,16 @@
 //! [`setup::build_boot`] takes guest memory, a kernel ELF image and [`setup::BootParams`],
 //! and leaves guest memory ready for the first instruction: kernel segments loaded, boot GDT
 //! and TSS, page tables, command line and [`crate::BootInfo`] written. It returns the
-//! [`setup::EntryState`] the VMM loads into the vCPU. Nothing here touches KVM.
+//! [`setup::EntryState`] the VMM loads into the vCPU. [`initrd`] places the initial RAM disk
+//! and reads it into guest memory. Nothing here touches KVM.
 
 pub mod elf;
+pub mod initrd;
 pub mod paging;
 pub mod setup;
 
 pub use elf::{KernelImage, LoadError};
+pub use initrd::InitrdError;
 pub use paging::{PageTableError, PageTables, SupervisorAccess};
 pub use setup::{BootParams, BootSetup, EntryState, ExecutionMode, HostKind, SetupError, build_boot};
 

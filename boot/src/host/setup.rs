@@ -1,6 +1,7 @@
 //! Puts everything the first guest instruction needs into guest memory.
 
 use super::elf::{KernelImage, LoadError};
+use super::initrd::{self, InitrdError};
 use super::paging::{self, PageTableError, SupervisorAccess};
 use crate::abi::{
     BootInfo, FLAG_PVM_HOST, FLAG_PVM_MODE, PVM_VIF_FEATURE_CR2_CELL, PVM_VIF_FEATURES_USER_ROOT_FLIP,
@@ -66,6 +67,10 @@ pub struct BootParams<'a> {
     pub boot_count: u32,
     /// Devices for the device table.
     pub devices: &'a [crate::DeviceEntry],
+    /// Size of the initrd to make room for (0: none). [`build_boot`] places it and reserves
+    /// its pages; the caller loads the bytes into [`BootInfo::initrd`] with
+    /// [`initrd::load`].
+    pub initrd_len: u64,
 }
 
 /// Why the boot setup failed.
@@ -77,6 +82,9 @@ pub enum SetupError {
     /// The page tables could not be built.
     #[error(transparent)]
     PageTables(#[from] PageTableError),
+    /// The initrd does not fit.
+    #[error(transparent)]
+    Initrd(#[from] InitrdError),
     /// The command line is too long.
     #[error("kernel command line is {0} bytes, longer than the {CMDLINE_MAX}-byte limit")]
     CmdlineTooLong(usize),
@@ -143,6 +151,10 @@ pub fn build_boot<M: GuestMemoryBackend>(
     let image = KernelImage::parse(kernel)?;
     let low_ram_end = params.mem_bytes.min(MMIO_HOLE_GPA);
     image.load(mem, low_ram_end)?;
+    let initrd = match params.initrd_len {
+        0 => Span::default(),
+        len => initrd::place(params.mem_bytes, image.phys, len)?,
+    };
 
     let access = match params.mode {
         ExecutionMode::Native => SupervisorAccess::SupervisorOnly,
@@ -176,12 +188,13 @@ pub fn build_boot<M: GuestMemoryBackend>(
     info.vcpu_count = 1;
     info.cmdline = Span::new(CMDLINE_GPA, params.cmdline.len() as u64);
     info.console = Span::new(CONSOLE_GPA, CONSOLE_LEN);
+    info.initrd = initrd;
     info.kernel = image.phys;
     info.page_tables = Span::new(PT_POOL_GPA, tables.pool_end_gpa - PT_POOL_GPA);
     info.pml4_gpa = tables.pml4_gpa;
     info.direct_map_base = DIRECT_MAP_BASE;
     info.direct_map_bytes = tables.mapped_bytes;
-    fill_memory_map(&mut info, params.mem_bytes, image.phys);
+    fill_memory_map(&mut info, params.mem_bytes, image.phys, initrd);
     for (slot, dev) in info.devices.iter_mut().zip(params.devices) {
         *slot = *dev;
     }
@@ -209,8 +222,9 @@ pub fn build_boot<M: GuestMemoryBackend>(
     Ok(BootSetup { entry, boot_info: info })
 }
 
-/// The physical memory map: null page, boot area, RAM around the kernel, the MMIO hole.
-fn fill_memory_map(info: &mut BootInfo, mem_bytes: u64, kernel: Span) {
+/// The physical memory map: null page, boot area, RAM around the kernel and the initrd (an
+/// empty span when there is none; else at the top of low RAM), the MMIO hole.
+fn fill_memory_map(info: &mut BootInfo, mem_bytes: u64, kernel: Span, initrd: Span) {
     let mut push = |span: Span, kind| {
         if !span.is_empty() {
             // The map has room for every region this function can produce.
@@ -225,7 +239,10 @@ fn fill_memory_map(info: &mut BootInfo, mem_bytes: u64, kernel: Span) {
         if base == 0 {
             push(Span::new(BOOT_AREA_END, kernel.gpa - BOOT_AREA_END), MemoryKind::Usable);
             push(kernel, MemoryKind::Kernel);
-            push(Span::new(kernel.end(), end.saturating_sub(kernel.end())), MemoryKind::Usable);
+            let initrd_pages = initrd::pages(initrd);
+            let usable_end = if initrd.is_empty() { end } else { initrd_pages.gpa };
+            push(Span::new(kernel.end(), usable_end.saturating_sub(kernel.end())), MemoryKind::Usable);
+            push(initrd_pages, MemoryKind::Initrd);
         } else {
             push(Span::new(MMIO_HOLE_GPA, HIGH_RAM_GPA - MMIO_HOLE_GPA), MemoryKind::Mmio);
             push(Span::new(base, len), MemoryKind::Usable);
@@ -255,6 +272,7 @@ mod tests {
             host_start_unix_ns: 7,
             boot_count: 0,
             devices: &[],
+            initrd_len: 0,
         }
     }
 
@@ -296,7 +314,7 @@ mod tests {
     fn memory_map_is_sorted_disjoint_and_covers_ram() {
         for mem_bytes in [64u64 << 20, 5 * GIB] {
             let mut info = BootInfo::new();
-            fill_memory_map(&mut info, mem_bytes, Span::new(0x20_0000, 0x10_0000));
+            fill_memory_map(&mut info, mem_bytes, Span::new(0x20_0000, 0x10_0000), Span::default());
             let regions = info.memory_regions();
             for w in regions.windows(2) {
                 assert!(w[0].span.end() <= w[1].span.gpa, "{w:?}");
@@ -317,5 +335,56 @@ mod tests {
         p.cmdline = &long;
         let err = build_boot(&mem, &tiny_kernel(&[0xf4], 0), &p).unwrap_err();
         assert!(matches!(err, SetupError::CmdlineTooLong(_)));
+    }
+
+    #[test]
+    fn initrd_is_placed_reserved_and_announced() {
+        for mem_bytes in [64u64 << 20, 5 * GIB] {
+            let mem = guest_memory(mem_bytes.min(MMIO_HOLE_GPA));
+            let mut p = params(mem_bytes, ExecutionMode::Pvm);
+            p.initrd_len = (2 << 20) + 123;
+            let setup = build_boot(&mem, &tiny_kernel(&[0xf4], 0x1_0000), &p).unwrap();
+            let info: BootInfo = mem.read_obj(GuestAddress(BOOT_INFO_GPA)).unwrap();
+            assert_eq!(info.initrd, setup.boot_info.initrd);
+            let initrd = info.initrd;
+            assert_eq!(initrd.len, (2 << 20) + 123, "the exact size");
+            assert_eq!(initrd.gpa % PAGE_SIZE, 0);
+            let regions = info.memory_regions();
+            for w in regions.windows(2) {
+                assert!(w[0].span.end() <= w[1].span.gpa, "sorted and disjoint: {w:?}");
+            }
+            let entries: Vec<_> =
+                regions.iter().filter(|r| r.kind == MemoryKind::Initrd as u32).map(|r| r.span).collect();
+            assert_eq!(entries, [initrd::pages(initrd)], "one Initrd entry covering its pages");
+            assert_eq!(entries[0].end(), mem_bytes.min(MMIO_HOLE_GPA), "at the top of low RAM");
+            for r in regions.iter().filter(|r| r.kind != MemoryKind::Initrd as u32) {
+                let overlap = r.span.gpa < entries[0].end() && entries[0].gpa < r.span.end();
+                assert!(!overlap, "{r:?} overlaps the initrd");
+            }
+            for other in [info.kernel, info.page_tables, info.cmdline, info.console] {
+                assert!(other.end() <= initrd.gpa, "{other:?} overlaps the initrd");
+            }
+            let ram: u64 =
+                regions.iter().filter(|r| r.kind != MemoryKind::Mmio as u32).map(|r| r.span.len).sum();
+            assert_eq!(ram, mem_bytes, "every RAM byte is described once");
+        }
+    }
+
+    #[test]
+    fn no_initrd_leaves_the_span_empty_and_the_map_without_one() {
+        let mem = guest_memory(64 << 20);
+        let setup =
+            build_boot(&mem, &tiny_kernel(&[0xf4], 0), &params(64 << 20, ExecutionMode::Native)).unwrap();
+        assert!(setup.boot_info.initrd.is_empty());
+        assert!(setup.boot_info.memory_regions().iter().all(|r| r.kind != MemoryKind::Initrd as u32));
+    }
+
+    #[test]
+    fn an_initrd_too_large_for_ram_is_refused() {
+        let mem = guest_memory(64 << 20);
+        let mut p = params(64 << 20, ExecutionMode::Native);
+        p.initrd_len = 60 << 20;
+        let err = build_boot(&mem, &tiny_kernel(&[0xf4], 0), &p).unwrap_err();
+        assert!(matches!(err, SetupError::Initrd(InitrdError::NeedsMoreMemory { .. })), "{err:?}");
     }
 }
