@@ -13,6 +13,31 @@ use umlvm_kcore::vfs::{FileType, Inode};
 /// Largest executable read (bytes).
 const MAX_IMAGE: u64 = 256 << 20;
 
+/// Finds the program to run for `path` with `args`: follows `#!` interpreter lines (up to four
+/// levels, as Linux) and returns the final path, its inode and its argument vector.
+pub fn resolve(mut path: Vec<u8>, mut args: Vec<Vec<u8>>) -> KResult<(Vec<u8>, Arc<dyn Inode>, Vec<Vec<u8>>)> {
+    for _ in 0..5 {
+        let loc = crate::fs::lookup_at(None, &path, true)?;
+        let inode = loc.inode.clone();
+        let md = inode.metadata();
+        if md.file_type() != FileType::Regular || md.mode & 0o111 == 0 {
+            return Err(Errno::EACCES);
+        }
+        let mut head = [0u8; 256];
+        let n = inode.read_at(0, &mut head)?;
+        match kexec::parse_shebang(&head[..n]) {
+            Some(sb) => {
+                let sb = sb?;
+                let all: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+                args = sb.argv(&path, &all);
+                path = sb.interp.clone();
+            }
+            None => return Ok((path, inode, args)),
+        }
+    }
+    Err(Errno::ELOOP)
+}
+
 /// Reads a whole regular file.
 pub fn read_all(inode: &Arc<dyn Inode>, limit: u64) -> KResult<Vec<u8>> {
     let md = inode.metadata();

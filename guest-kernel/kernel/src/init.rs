@@ -176,10 +176,16 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     };
     let ctx = FsContext::at_root();
     for path in candidates {
-        let root = fs::with_vfs(|v| v.root());
-        let Ok(loc) = fs::with_vfs(|v| v.resolve(&root, &root, path.as_bytes(), true)) else { continue };
         let mut args = alloc::vec![path.as_bytes().to_vec()];
         args.extend(init_args.iter().cloned());
+        let (exe, inode, args) = match crate::exec::resolve(path.as_bytes().to_vec(), args) {
+            Ok(r) => r,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => {
+                log::warn!("cannot run {path}: {}", e.name());
+                continue;
+            }
+        };
         let envs = alloc::vec![b"HOME=/".to_vec(), b"TERM=linux".to_vec()];
         let files = match console_fds() {
             Ok(f) => f,
@@ -190,7 +196,7 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
         };
         crate::sched::reset_pids();
         STARTED.store(true, Ordering::Relaxed);
-        match crate::process::spawn_init(path.as_bytes(), loc.inode.clone(), args, envs, ctx.clone(), files) {
+        match crate::process::spawn_init(&exe, inode, args, envs, ctx.clone(), files) {
             Ok(()) => {
                 log::info!("starting {path} as init (pid 1)");
                 crate::tty::set_controlling(crate::tty::index_of_unit(false, 0).unwrap_or(0), 1, 1);

@@ -25,29 +25,9 @@ pub fn execve(frame: &mut TrapFrame, dirfd: i32, path: u64, argv: u64, envp: u64
     let envs = user.cstr_array(envp)?;
     drop(user);
     let _ = dirfd;
-    for _ in 0..4 {
-        let loc = crate::fs::lookup_at(None, &path, true)?;
-        let inode = loc.inode.clone();
-        let md = inode.metadata();
-        if md.file_type() == umlvm_kcore::vfs::FileType::Directory {
-            return Err(Errno::EACCES);
-        }
-        if md.mode & 0o111 == 0 {
-            return Err(Errno::EACCES);
-        }
-        let mut head = [0u8; 256];
-        let n = inode.read_at(0, &mut head)?;
-        if let Some(sb) = umlvm_kcore::exec::parse_shebang(&head[..n]) {
-            let sb = sb?;
-            let rest: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
-            args = sb.argv(&path, &rest);
-            path = sb.interp.clone();
-            continue;
-        }
-        process::exec(frame, &path, inode, args, envs)?;
-        return Ok(frame.rax);
-    }
-    Err(Errno::ELOOP)
+    let (path, inode, args) = crate::exec::resolve(core::mem::take(&mut path), core::mem::take(&mut args))?;
+    process::exec(frame, &path, inode, args, envs)?;
+    Ok(frame.rax)
 }
 
 pub fn wait4(pid: i64, status_addr: u64, options: u64, rusage_addr: u64) -> KResult<u64> {
