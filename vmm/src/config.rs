@@ -190,6 +190,8 @@ pub struct CliInput {
     pub uml_dir: Option<PathBuf>,
     /// Positional UML-style switches, in order.
     pub switches: Vec<String>,
+    /// Words after `--`: the command the guest runs (init's arguments with `init=`).
+    pub command: Vec<String>,
 }
 
 impl VmConfig {
@@ -315,6 +317,13 @@ impl VmConfig {
         cfg.consoles = console::resolve(&general, &specific);
         console::check_inputs(&cfg.consoles)?;
         cfg.cmdline = words.join(" ");
+        if !cli.command.is_empty() {
+            cfg.cmdline.push_str(if cfg.cmdline.is_empty() { "--" } else { " --" });
+            for w in &cli.command {
+                cfg.cmdline.push(' ');
+                cfg.cmdline.push_str(&quote_word(w)?);
+            }
+        }
         Ok(cfg)
     }
 }
@@ -331,6 +340,23 @@ fn check_umid(input: &str, umid: &str) -> Result<(), ConfigError> {
             input: input.into(),
             why: "a umid is 1-64 letters, digits, '-', '_' or '.', not starting with '.'",
         })
+    }
+}
+
+/// A command word for the kernel command line: as is, or in double quotes when it has
+/// spaces (the guest kernel splits on spaces outside quotes, as Linux does). Double quotes and
+/// control characters cannot be expressed there.
+fn quote_word(w: &str) -> Result<String, ConfigError> {
+    if w.contains('"') || w.contains(|c: char| c.is_control()) {
+        return Err(ConfigError::BadSwitch {
+            input: w.to_string(),
+            why: "command words after -- cannot contain double quotes or control characters",
+        });
+    }
+    if w.is_empty() || w.contains(|c: char| c.is_ascii_whitespace()) {
+        Ok(format!("\"{w}\""))
+    } else {
+        Ok(w.to_string())
     }
 }
 

@@ -107,6 +107,9 @@ struct RunArgs {
     /// UML-style switches.
     #[arg(value_name = "SWITCH")]
     switches: Vec<String>,
+    /// After `--`: a command for the guest to run (CI mode), or init's arguments with init=.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 fn start_time() -> vm::StartTime {
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
                 uml_dir: args.uml_dir,
                 verbose: args.verbose,
                 switches: args.switches,
+                command: args.command,
             };
             let cfg = match VmConfig::from_cli(&input) {
                 Ok(cfg) => cfg,

@@ -50,6 +50,20 @@ pub struct ExitContext<'a, W: Write> {
 pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome {
     ctx.control.vcpu_started();
     loop {
+        if ctx.control.is_stopped() && std::env::var_os("UMLVM_DEBUG_STOP").is_some() {
+            // Developer aid: where the guest was when `stop` arrived.
+            let mut vif = [0u8; 16];
+            let _ = ctx.mem.read_slice(&mut vif, GuestAddress(umlvm_boot::layout::VIF_GPA));
+            let lapic = vcpu.get_lapic().map(|l| {
+                let word = |off: usize| {
+                    let b: Vec<u8> = l.regs[off..off + 4].iter().map(|&c| c as u8).collect();
+                    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                };
+                format!("ISR(0x20-0x3f) {:#x} IRR(0x20-0x3f) {:#x} ISR(0x40-0x5f) {:#x} IRR(0x40-0x5f) {:#x} TPR {:#x} LVTT {:#x}", word(0x110), word(0x210), word(0x120), word(0x220), word(0x80), word(0x320))
+            });
+            let mp = vcpu.get_mp_state().map(|m| m.mp_state);
+            eprintln!("umlvm: vCPU stopped at (VIF {vif:02x?}) mp_state {mp:?} {lapic:?}\n{}", registers(vcpu));
+        }
         match ctx.control.checkpoint() {
             Some(crate::mconsole::Stop::Halt) => return Outcome::PowerOff(0),
             Some(crate::mconsole::Stop::Reboot) => return Outcome::Reboot,

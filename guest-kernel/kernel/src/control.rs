@@ -88,26 +88,44 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
             let free = crate::mm::free_frames() * 4;
             let _ = write!(r, "sysrq: Show Memory\nMem-Info: {free} KiB free in frames");
         }
-        't' => {
-            let _ = write!(r, "sysrq: Show State\n  task   PID  state\n  kernel   0  R (running)");
-            if crate::task::running() {
-                let _ = write!(r, "\n  user     1  R (running)");
+        't' | 'w' => {
+            let title = if key == 't' { "Show State" } else { "Show Blocked State" };
+            let _ = write!(r, "sysrq: {title}\n  task             PID   PPID  state  wait channel");
+            let _ = write!(r, "\n  {:<15} {:>5}  {:>5}  R", "swapper", 0, 0);
+            for t in crate::sched::all_tasks() {
+                let st = t.state();
+                if key == 'w' && st != crate::sched::State::DiskSleep {
+                    continue;
+                }
+                let (comm, ppid) = match t.proc.inner.try_lock() {
+                    Some(i) => (alloc::string::String::from_utf8_lossy(&i.comm).into_owned(), i.ppid),
+                    None => ("(busy)".into(), 0),
+                };
+                let _ = write!(r, "\n  {comm:<15} {:>5}  {ppid:>5}  {}      {:#x}", t.pid, st.letter(), t.channel());
             }
         }
-        'w' => {
-            let _ = write!(r, "sysrq: Show Blocked State\n  (no blocked tasks)");
-        }
         's' => {
+            if crate::init::started() {
+                crate::init::sync_all();
+            }
             let synced = crate::block::sync_all();
             let _ =
                 write!(r, "sysrq: Emergency Sync\nEmergency Sync complete ({synced} block devices flushed)");
         }
         'u' => {
-            let _ = write!(r, "sysrq: Emergency Remount R/O\nEmergency Remount complete (nothing mounted)");
+            let n = if crate::init::started() { crate::init::remount_all_readonly() } else { 0 };
+            let _ = write!(r, "sysrq: Emergency Remount R/O\nEmergency Remount complete ({n} file systems)");
         }
         'e' | 'i' => {
-            let sig = if key == 'e' { "SIGTERM" } else { "SIGKILL" };
-            let _ = write!(r, "sysrq: {sig} all tasks\n(no user processes)");
+            let (sig, name) = if key == 'e' { (umlvm_kcore::signal::SIGTERM, "Terminate") } else { (umlvm_kcore::signal::SIGKILL, "Kill") };
+            let mut n = 0;
+            for t in crate::sched::all_tasks() {
+                if t.pid > 1 {
+                    crate::signal::send(&t, sig, umlvm_kcore::signal::SI_KERNEL, 0);
+                    n += 1;
+                }
+            }
+            let _ = write!(r, "sysrq: {name} All Tasks\n{n} tasks signalled");
         }
         'b' => {
             let _ = write!(r, "sysrq: Resetting");

@@ -19,6 +19,12 @@ use umlvm_kcore::vfs::{FileSystem, FileType, Inode, NewInode, SetAttr, Timespec}
 static CMDLINE: Spinlock<&'static str> = Spinlock::new("");
 static QUIET: AtomicBool = AtomicBool::new(false);
 static STARTED: AtomicBool = AtomicBool::new(false);
+static COMMAND_MODE: AtomicBool = AtomicBool::new(false);
+
+/// Whether the first process is a CI-mode command (not an init: signals reach it normally).
+pub fn command_mode() -> bool {
+    COMMAND_MODE.load(Ordering::Relaxed)
+}
 
 /// Whether init (pid 1) was started.
 pub fn started() -> bool {
@@ -40,7 +46,9 @@ const INITRAMFS_LIMIT: usize = 1 << 30;
 
 /// Unpacks `image` (newc cpio, optionally gzip'd, possibly several archives) into `root`.
 fn unpack(root: &Arc<dyn Inode>, image: &[u8]) -> Result<usize, String> {
+    let t0 = crate::time::now_ns();
     let data = cpio::unpack_image(image, INITRAMFS_LIMIT).map_err(|e| alloc::format!("{e:?}"))?;
+    log::debug!("initramfs: {} bytes decompressed in {} us", data.len(), (crate::time::now_ns() - t0) / 1000);
     let mut links: BTreeMap<(u64, u32), Arc<dyn Inode>> = BTreeMap::new();
     let mut count = 0;
     for entry in cpio::entries(&data) {
@@ -165,19 +173,29 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     }
     let _ = fs::ensure_dir(b"/tmp", 0o1777);
 
-    let (init_args, after) = match cmdline.split_once(" -- ") {
-        Some((_, rest)) => (rest.split_ascii_whitespace().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>(), true),
-        None => (Vec::new(), false),
-    };
-    let _ = after;
-    let candidates: Vec<&str> = match words.get("init").or(words.get("rdinit")) {
+    let (init_args, init_env) = init_arguments(cmdline);
+    let explicit = words.get("init").or(words.get("rdinit"));
+    // CI mode: `-- COMMAND ARGS` without init= runs the command itself as the first process.
+    let command_mode = explicit.is_none() && cmdline.contains(" -- ") || cmdline.starts_with("-- ");
+    let command_mode = command_mode && !init_args.is_empty();
+    COMMAND_MODE.store(command_mode, Ordering::Relaxed);
+    let command_path;
+    let candidates: Vec<&str> = match explicit {
         Some(p) => alloc::vec![p],
+        None if command_mode => {
+            command_path = String::from_utf8_lossy(&search_path(&init_args[0])).into_owned();
+            alloc::vec![command_path.as_str()]
+        }
         None => alloc::vec!["/init", "/sbin/init", "/etc/init", "/bin/init", "/bin/sh"],
     };
     let ctx = FsContext::at_root();
     for path in candidates {
         let mut args = alloc::vec![path.as_bytes().to_vec()];
-        args.extend(init_args.iter().cloned());
+        if command_mode {
+            args = init_args.clone();
+        } else {
+            args.extend(init_args.iter().cloned());
+        }
         let (exe, inode, args) = match crate::exec::resolve(path.as_bytes().to_vec(), args) {
             Ok(r) => r,
             Err(Errno::ENOENT) => continue,
@@ -186,7 +204,11 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
                 continue;
             }
         };
-        let envs = alloc::vec![b"HOME=/".to_vec(), b"TERM=linux".to_vec()];
+        let mut envs = alloc::vec![b"HOME=/".to_vec(), b"TERM=linux".to_vec()];
+        if command_mode {
+            envs.push(b"PATH=/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/bin".to_vec());
+        }
+        envs.extend(init_env.iter().cloned());
         let files = match console_fds() {
             Ok(f) => f,
             Err(e) => {
@@ -208,6 +230,93 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     }
     crate::kprintln!("Kernel panic: no working init found (tried init=, /init, /sbin/init, /etc/init, /bin/init, /bin/sh)");
     crate::arch::pv::power_off(crate::EXIT_NO_INIT)
+}
+
+/// Words of the kernel command line the kernel does not use go to init, as Linux does:
+/// everything after `--`, and before it plain words as arguments and `key=value` words
+/// (without a `.` in the key) as environment variables.
+fn init_arguments(cmdline: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    /// Keys and flags the kernel itself reads.
+    const KERNEL: &[&str] = &[
+        "quiet", "debug", "loglevel", "init", "rdinit", "root", "rootfstype", "ro", "rw", "selftest", "crash",
+        "heartbeat", "ticks", "hz", "reboots", "pvm", "pvm_flip", "blktest", "contest", "bench", "mem", "console",
+        "initrd", "umid", "con", "ssl",
+    ];
+    let (head, tail) = match cmdline.strip_prefix("-- ") {
+        Some(t) => ("", Some(t)),
+        None => match cmdline.split_once(" -- ") {
+            Some((h, t)) => (h, Some(t)),
+            None => (cmdline.strip_suffix(" --").unwrap_or(cmdline), None),
+        },
+    };
+    let mut args = Vec::new();
+    let mut env = Vec::new();
+    for w in head.split_ascii_whitespace() {
+        let key = w.split('=').next().unwrap_or(w);
+        let known = KERNEL.contains(&key)
+            || key.starts_with("con")
+            || key.starts_with("ssl")
+            || key.starts_with("ubd")
+            || key.starts_with("eth")
+            || key.contains('.');
+        if known {
+            continue;
+        }
+        if w.contains('=') {
+            env.push(w.as_bytes().to_vec());
+        } else {
+            args.push(w.as_bytes().to_vec());
+        }
+    }
+    if let Some(t) = tail {
+        args.extend(split_quoted(t));
+    }
+    (args, env)
+}
+
+/// Splits on spaces, keeping double-quoted runs together (quotes removed), as Linux parses
+/// its command line.
+fn split_quoted(s: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut quoted = false;
+    let mut any = false;
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            b' ' | b'\t' | b'\n' if !quoted => {
+                if any || !cur.is_empty() {
+                    out.push(core::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            _ => cur.push(b),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Finds `name` in the standard PATH (CI-mode commands).
+fn search_path(name: &[u8]) -> Vec<u8> {
+    if name.contains(&b'/') {
+        return name.to_vec();
+    }
+    for dir in ["/sbin", "/usr/sbin", "/bin", "/usr/bin", "/usr/local/bin"] {
+        let mut p = dir.as_bytes().to_vec();
+        p.push(b'/');
+        p.extend_from_slice(name);
+        let root = fs::with_vfs(|v| v.root());
+        if fs::with_vfs(|v| v.resolve(&root, &root, &p, true)).is_ok() {
+            return p;
+        }
+    }
+    name.to_vec()
 }
 
 /// fds 0, 1, 2 on the console (tty0), as Linux opens /dev/console for init.
@@ -254,6 +363,22 @@ pub fn sync_all() {
         }
     }
     crate::block::sync_all();
+}
+
+/// Makes every mounted file system read-only after syncing it (SysRq `u`); returns how many.
+pub fn remount_all_readonly() -> usize {
+    let mounts = fs::with_vfs(|v| v.mounts());
+    let mut n = 0;
+    for m in mounts {
+        if let Some(f) = fs::with_vfs(|v| v.fs_of(m.id)) {
+            let _ = f.sync();
+            if f.set_readonly(true).is_ok() {
+                let _ = fs::with_vfs(|v| v.set_readonly(m.id, true));
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// `reboot(2)`: restart or power off.

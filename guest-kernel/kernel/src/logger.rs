@@ -27,9 +27,31 @@ impl Log for KernelLog {
     }
 }
 
-/// Installs the logger (`loglevel=debug` style filtering can come later).
-pub fn init() {
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(LevelFilter::Info);
+/// Installs the logger with the level the command line asks for, as Linux reads it: `quiet`
+/// shows errors only, `debug` everything, `loglevel=N` the Linux console levels (0-7: 3 and
+/// below errors, 4 warnings, 5-6 information, 7 debug).
+pub fn init(cmdline: &umlvm_kcore::cmdline::Cmdline<'_>) {
+    let mut level = LevelFilter::Info;
+    if cmdline.flag("quiet") {
+        level = LevelFilter::Error;
     }
+    if cmdline.flag("debug") {
+        level = LevelFilter::Debug;
+    }
+    if let Some(Ok(n)) = cmdline.get_u64("loglevel") {
+        level = match n {
+            0..=4 => LevelFilter::Error,
+            5 => LevelFilter::Warn,
+            6 | 7 => LevelFilter::Info,
+            _ => LevelFilter::Debug,
+        };
+    }
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Whether informational messages are shown (not `quiet`).
+pub fn verbose() -> bool {
+    log::max_level() >= LevelFilter::Info
 }

@@ -59,34 +59,39 @@ pub fn kmain(entry: BootEntry) -> ! {
         kprintln!("umlvm-kernel: refusing boot information: {e}");
         arch::pv::power_off(crate::EXIT_BAD_BOOT_INFO);
     }
-    logger::init();
     let cmdline_text = mm::cmdline(info);
     let cmdline = Cmdline::new(cmdline_text);
+    logger::init(&cmdline);
+    let verbose = logger::verbose();
     let mode = arch::mode::current();
     if cmdline.get("pvm_flip") == Some("off") {
         arch::mode::disable_host_cr3_flip();
     }
     let host = if arch::mode::pvm_host() { "kvm_pvm host" } else { "hardware-virtualisation host" };
-    kprintln!("umlvm-kernel {VERSION} ({} mode on a {host})", mode.name());
-    if mode == arch::mode::ExecMode::Pvm {
+    if verbose {
+        kprintln!("umlvm-kernel {VERSION} ({} mode on a {host})", mode.name());
+    }
+    if verbose && mode == arch::mode::ExecMode::Pvm {
         let flip = if arch::mode::host_flips_cr3() { "user-root flip on" } else { "user-root flip off" };
         kprintln!("PVM: VIF MSR {:#x} ({flip})", arch::mode::vif_msr());
     }
     trap::init();
     let mem = mm::init(info);
-    kprintln!(
+    if verbose {
+        kprintln!(
         "Memory: {} MiB RAM, {} KiB free in {} frames, {} KiB heap",
         info.mem_bytes >> 20,
         mem.free_frames * 4,
         mem.free_frames,
         mem.heap_bytes >> 10
     );
-    kprintln!("Command line: {cmdline_text}");
-    kprintln!(
-        "Boot time: kernel main reached {} us after VMM start (boot {})",
-        main_ns / 1000,
-        info.boot_count
-    );
+        kprintln!("Command line: {cmdline_text}");
+        kprintln!(
+            "Boot time: kernel main reached {} us after VMM start (boot {})",
+            main_ns / 1000,
+            info.boot_count
+        );
+    }
     sched::init();
     irq::init(info);
     block::init(info);

@@ -383,6 +383,11 @@ fn schedule() {
             context::set_user_context(top, kroot, uroot);
             crate::arch::uspace::activate_root(kroot);
             next.proc.restore_cpu_state();
+        } else {
+            // The idle task runs on the kernel-only tables: a halted vCPU whose CR3 is a user
+            // address space's (with the host's user-root flip) can miss its wakeup on PVM
+            // hosts.
+            crate::arch::uspace::activate_root(crate::arch::uspace::kernel_root());
         }
         s.current = Some(next.clone());
         (prev, next)

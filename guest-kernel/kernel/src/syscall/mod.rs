@@ -273,6 +273,8 @@ fn call(nr: u64, a: Args, frame: &mut TrapFrame) -> KResult<u64> {
         316 => fs::renameat(a[0] as i32, a[1], a[2] as i32, a[3], a[4] as u32),
         318 => proc::getrandom(a[0], a[1]),
         332 => fs::statx(a[0] as i32, a[1], a[2] as u32, a[3] as u32, a[4]),
+        // Restartable sequences: glibc falls back when the kernel has none (documented).
+        334 => Err(Errno::ENOSYS),
         _ => {
             unknown(nr);
             Err(Errno::ENOSYS)

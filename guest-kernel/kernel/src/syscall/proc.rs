@@ -116,7 +116,7 @@ pub fn kill(pid: i64, sig: u32) -> KResult<u64> {
     if sig != 0 {
         for t in targets {
             // Init only gets signals it has handlers for (or SIGKILL/SIGSTOP are refused).
-            if t.pid == 1 && !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler() {
+            if t.pid == 1 && !crate::init::command_mode() && !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler() {
                 continue;
             }
             crate::signal::send(&t, sig, ks::SI_USER, me.pid);
