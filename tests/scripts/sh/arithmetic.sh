@@ -1,6 +1,7 @@
 # Arithmetic expansion $((...)): precedence, division, modulo, comparisons, bit ops, bases.
 # status: 9
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-arithmetic.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

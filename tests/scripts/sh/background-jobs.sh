@@ -1,6 +1,7 @@
 # Background jobs: &, $!, wait, wait PID with exit statuses, killing a background job.
 # status: 12
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-background-jobs.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

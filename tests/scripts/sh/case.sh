@@ -1,6 +1,7 @@
 # case: literal, alternatives, wildcards, bracket expressions, quoting, fall-through to *.
 # status: 6
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-case.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

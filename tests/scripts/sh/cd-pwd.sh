@@ -1,6 +1,7 @@
 # cd and pwd with symlinks: logical and physical paths, cd -P, cd .., cd -, $PWD and $OLDPWD.
 # status: 22
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-cd-pwd.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

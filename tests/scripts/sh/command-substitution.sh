@@ -1,6 +1,7 @@
 # Command substitution: $(...), backticks, nesting, trailing newlines, status of the substitution.
 # status: 8
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-command-substitution.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # exec redirections: opening, duplicating, saving and restoring descriptors, read-write descriptors.
 # status: 23
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-exec-fds.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

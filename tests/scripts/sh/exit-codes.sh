@@ -2,6 +2,7 @@
 # && and || chains, if/while statuses, sh -c statuses, statuses above 255 wrap.
 # status: 3
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-exit-codes.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # Functions: arguments, return statuses, locals, recursion, redefinition, scope of variables.
 # status: 4
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-functions.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

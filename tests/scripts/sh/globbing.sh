@@ -1,6 +1,7 @@
 # Pathname expansion in a temp dir: *, ?, [...], [!...], dot files, no match, set -f, quoting.
 # status: 14
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-globbing.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

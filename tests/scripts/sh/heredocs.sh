@@ -1,6 +1,7 @@
 # Here-documents: expansion, quoted delimiters, <<- tab stripping, feeding loops and commands.
 # status: 5
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-heredocs.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -2,6 +2,7 @@
 # status: 17
 # args: alpha beta delta
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-loops.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

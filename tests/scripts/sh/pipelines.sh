@@ -1,6 +1,7 @@
 # Pipelines: data flows left to right, the status is the last command's, `!` negates it.
 # status: 0
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-pipelines.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # printf: conversions, widths, precision, escapes, %b, reused format, missing arguments.
 # status: 19
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-printf.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -2,6 +2,7 @@
 # IFS splitting, read -r, several reads from one pipe, read at end of input.
 # status: 16
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-read-pipe.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # Redirections: >, >>, <, 2>&1, 2>FILE, >&2, noclobber, redirections on compound commands.
 # status: 2
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-redirections.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # set -e: exits on a failing simple command, but not in conditions, && / || lists, or after !.
 # status: 1
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-set-e.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

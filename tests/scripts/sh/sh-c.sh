@@ -1,6 +1,7 @@
 # sh -c: $0 and positional arguments, quoting, status, sh -s reading commands from stdin, nesting.
 # status: 13
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-sh-c.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

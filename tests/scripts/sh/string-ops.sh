@@ -1,6 +1,7 @@
 # Parameter expansion: ${x#pat} ${x##pat} ${x%pat} ${x%%pat} ${#x}, defaults, alternatives, errors.
 # status: 15
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-string-ops.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # Nested subshells: variables, cd, traps, exit and umask do not leak; statuses propagate; grouping.
 # status: 24
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-subshells.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

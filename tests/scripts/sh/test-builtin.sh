@@ -1,6 +1,7 @@
 # test and [: files, strings, integers, negation, -a/-o, && / || combinations.
 # status: 18
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-test-builtin.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

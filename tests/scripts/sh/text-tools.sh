@@ -1,6 +1,7 @@
 # Text tools in scripts: sed, awk, cut, tr, sort, uniq, grep, head, tail, wc, tee, xargs, od.
 # status: 25
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-text-tools.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # trap on EXIT: runs on exit, keeps the exit status, sees variables, can be reset; subshells too.
 # status: 10
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-trap-exit.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 

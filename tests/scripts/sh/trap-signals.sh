@@ -1,6 +1,7 @@
 # trap on signals: kill -USR1 $$ runs the handler, ignored signals, reset to default, TERM handler exiting.
 # status: 11
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-trap-signals.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

@@ -1,6 +1,7 @@
 # umask: printing, octal and symbolic settings, effect on new files, directories and subshells.
 # status: 21
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-umask.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

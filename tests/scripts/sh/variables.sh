@@ -1,6 +1,7 @@
 # Variables: assignment, quoting, export to children, unset, readonly, special parameters, IFS.
 # status: 26
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-variables.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT

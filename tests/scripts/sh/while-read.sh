@@ -1,6 +1,7 @@
 # while read: lines from files, IFS field splitting, read -r, the last line without a newline.
 # status: 7
 mkdir -p /tmp
+[ -c /dev/null ] || mknod -m 666 /dev/null c 1 3 || exit 98
 T=/tmp/ush-while-read.$$
 rm -rf "$T" && mkdir "$T" && cd "$T" || exit 99
 trap 'cd /; rm -rf "$T"' EXIT
