@@ -4,8 +4,9 @@
 CARGO       ?= cargo
 GUEST_TARGET = x86_64-unknown-none
 GUEST_DIR    = guest-kernel
-# Debian packages the tests use as judges and guest userland (installed when missing).
-DEB_PACKAGES = util-linux uml-utilities xvfb xterm xdotool
+# Debian packages the tests use as judges and guest userland (installed when missing);
+# busybox-static and cpio build the test initramfs (tests/src/lib.rs: busybox_initramfs).
+DEB_PACKAGES = util-linux uml-utilities xvfb xterm xdotool busybox-static cpio
 
 .PHONY: all run test bench setup setup-rust setup-debian build build-release check-kvm fmt clippy lint clean
 

@@ -17,6 +17,7 @@
 //! | `0xa000` | control mailbox (management-console requests to the guest) |
 //! | `0xb000..0x100000` | page-table pool (PDPTs, PDs) |
 //! | `0x200000..` | kernel image (ELF `p_paddr`) |
+//! | `..min(RAM, 0xC000_0000)` | initrd, if any: page aligned, ending at the top of low RAM (`host::initrd`) |
 //! | `0xC000_0000..0x1_0000_0000` | MMIO hole (IOAPIC at `0xFEC0_0000`, devices) |
 //! | `0x1_0000_0000..` | RAM beyond 3 GiB |
 //!

@@ -240,10 +240,6 @@ pub fn boot_initramfs(initrd: &Path, switches: &[&str], init_args: &[&str], limi
     run_command_bounded(cmd, limit)
 }
 
-/// Debian's static busybox (package busybox-static): the host-side judge of the guest's
-/// userland, and the binary the test initramfs carries.
-pub const HOST_BUSYBOX: &str = "/bin/busybox";
-
 /// Runs `busybox sh SCRIPT ARGS...` on the host as the guest's init would run it: in a fresh
 /// empty working directory, with stdin on /dev/null and the environment cleared to what Linux
 /// gives init (`HOME=/`, `TERM=linux`) plus the `PATH` busybox's shell uses when there is none.
@@ -359,6 +355,175 @@ pub fn read_until(r: &mut impl Read, needle: &str, limit: Duration) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// The host's static busybox, which test initramfs images are built from.
+pub const HOST_BUSYBOX: &str = "/bin/busybox";
+
+/// The applets of the host's busybox as paths relative to the root (`bin/sh`,
+/// `usr/bin/awk`, ...), after checking that it is a static x86-64 binary a guest can run.
+fn busybox_applets() -> &'static [String] {
+    static APPLETS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    APPLETS.get_or_init(|| {
+        let bin = Path::new(HOST_BUSYBOX);
+        let elf = std::fs::read(bin).unwrap_or_else(|e| {
+            panic!("{HOST_BUSYBOX}: {e}: install Debian's busybox-static (apt-get install busybox-static; `make setup` does)")
+        });
+        assert!(
+            is_static_x86_64_elf(&elf),
+            "{HOST_BUSYBOX} is not a statically linked x86-64 executable (Debian's `busybox` package is \
+             dynamic): install busybox-static instead (apt-get install busybox-static; `make setup` does)"
+        );
+        let out = Command::new(bin).arg("--list-full").output().expect("run busybox --list-full");
+        assert!(out.status.success(), "{HOST_BUSYBOX} --list-full failed: {out:?}");
+        let list = String::from_utf8(out.stdout).expect("applet paths are UTF-8");
+        let applets: Vec<String> = list
+            .lines()
+            .map(|l| l.trim().trim_start_matches('/').to_string())
+            .filter(|l| !l.is_empty() && l != "bin/busybox")
+            .collect();
+        assert!(applets.iter().any(|a| a == "bin/sh"), "{HOST_BUSYBOX} has no sh applet");
+        applets
+    })
+}
+
+/// Whether `elf` is a 64-bit little-endian x86-64 ELF executable without a program
+/// interpreter (`PT_INTERP`), i.e. statically linked.
+fn is_static_x86_64_elf(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 || u16_at(18) != Some(62) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    (0..phnum as usize).all(|i| {
+        let ph = phoff as usize + i * phentsize as usize;
+        u32_at(ph).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+/// What a test adds to an initramfs: a path relative to its root, the bytes, the mode bits
+/// (e.g. `0o755`). An entry named `init` replaces the default `/init`.
+pub type ExtraFile<'a> = (&'a str, &'a [u8], u32);
+
+/// The default `/init`: a shell script, since busybox picks its applet by the name it was
+/// started as and an `/init` symlink would run busybox's `init`, not a shell.
+pub const DEFAULT_INIT: &[u8] = b"#!/bin/sh\nexec /bin/sh\n";
+
+/// Builds a busybox initramfs in `dir` and returns the path of its `.cpio.gz`: a newc cpio
+/// archive (gzipped, `gzip -9n`) holding `bin/busybox` (the host's busybox-static), a
+/// symlink to it for every applet (`bin/sh`, `usr/bin/awk`, ...), the directories `dev proc
+/// sys tmp etc root`, an `/init` ([`DEFAULT_INIT`] unless `extra` has one) and the `extra`
+/// files. Entries are in `find . | sort` order, owned by root.
+///
+/// Archives are cached per test process by the content of `extra`: a second call with the
+/// same files writes the cached bytes instead of packing again. Panics, naming the Debian
+/// package to install, if busybox-static, cpio or gzip is missing.
+pub fn busybox_initramfs(dir: &Path, extra: &[ExtraFile<'_>]) -> PathBuf {
+    type Key = Vec<(String, Vec<u8>, u32)>;
+    type Cache = Vec<(Key, std::sync::Arc<Vec<u8>>)>;
+    static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+    let key: Key = extra.iter().map(|(p, b, m)| (p.to_string(), b.to_vec(), *m)).collect();
+    let (index, bytes) = {
+        // Held while packing, so concurrent tests wanting the same archive pack it once.
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match cache.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let bytes = pack_busybox_initramfs(dir, extra);
+                cache.push((key, std::sync::Arc::new(bytes)));
+                cache.len() - 1
+            }
+        };
+        (index, cache[index].1.clone())
+    };
+    let out = dir.join(format!("busybox-initramfs-{index}.cpio.gz"));
+    std::fs::write(&out, &*bytes).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    out
+}
+
+/// Stages and packs one initramfs (see [`busybox_initramfs`]); returns the `.cpio.gz` bytes.
+fn pack_busybox_initramfs(dir: &Path, extra: &[ExtraFile<'_>]) -> Vec<u8> {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let applets = busybox_applets();
+    let stage = dir.join(format!("initramfs-stage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&stage);
+    let mkdir = |p: &Path| std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    for d in ["bin", "dev", "proc", "sys", "tmp", "etc", "root"] {
+        mkdir(&stage.join(d));
+    }
+    chmod(&stage.join("tmp"), 0o1777);
+    chmod(&stage.join("root"), 0o700);
+    let busybox = stage.join("bin/busybox");
+    std::fs::copy(HOST_BUSYBOX, &busybox).unwrap_or_else(|e| panic!("copy {HOST_BUSYBOX}: {e}"));
+    chmod(&busybox, 0o755);
+    for applet in applets {
+        let link = stage.join(applet);
+        mkdir(link.parent().expect("applet paths have a parent"));
+        symlink("/bin/busybox", &link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+    }
+    let mut files: Vec<ExtraFile<'_>> = vec![("init", DEFAULT_INIT, 0o755)];
+    files.extend_from_slice(extra);
+    for (path, bytes, mode) in files {
+        let rel = path.trim_start_matches('/');
+        assert!(
+            !rel.is_empty() && !Path::new(rel).components().any(|c| c == std::path::Component::ParentDir),
+            "initramfs path {path:?} must name a file inside the archive"
+        );
+        let file = stage.join(rel);
+        mkdir(file.parent().expect("joined path has a parent"));
+        if file.symlink_metadata().is_ok() {
+            std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        }
+        std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        chmod(&file, mode & 0o7777);
+    }
+
+    let found = Command::new("find").arg(".").current_dir(&stage).output().expect("run find");
+    assert!(found.status.success(), "find failed: {found:?}");
+    let mut names: Vec<&[u8]> = found.stdout.split(|&b| b == b'\n').filter(|n| !n.is_empty()).collect();
+    names.sort_unstable(); // byte order, as `LC_ALL=C sort`
+    let mut list = names.join(&b'\n');
+    list.push(b'\n');
+
+    let missing = |name: &'static str, package: &'static str| {
+        move |e: std::io::Error| -> std::process::Child {
+            panic!("cannot run {name}: {e}: install Debian's {package} (`make setup` does)")
+        }
+    };
+    let mut cpio = Command::new("cpio")
+        .args(["-o", "-H", "newc", "--quiet", "-R", "0:0"])
+        .current_dir(&stage)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(missing("cpio", "cpio"));
+    let cpio_out = cpio.stdout.take().expect("piped");
+    let gzip = Command::new("gzip")
+        .arg("-9n")
+        .stdin(cpio_out)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(missing("gzip", "gzip"));
+    {
+        use std::io::Write;
+        let mut stdin = cpio.stdin.take().expect("piped");
+        stdin.write_all(&list).expect("write the file list to cpio");
+    }
+    let packed = gzip.wait_with_output().expect("wait for gzip");
+    let cpio_status = cpio.wait().expect("wait for cpio");
+    assert!(cpio_status.success(), "cpio -o failed: {cpio_status}");
+    assert!(packed.status.success(), "gzip failed: {}", packed.status);
+    let _ = std::fs::remove_dir_all(&stage);
+    packed.stdout
+}
+
 /// A pseudo-terminal for tests that need umlvm's stdin to be a terminal.
 pub mod pty {
     use std::fs::File;
@@ -408,5 +573,48 @@ pub mod pty {
     pub fn terminate(child: &std::process::Child) {
         // SAFETY: kill with the PID of our own child and a plain signal number.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_ok(cmd: &mut Command) -> String {
+        let out = cmd.output().expect("spawn");
+        assert!(out.status.success(), "{cmd:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn busybox_initramfs_is_a_gzipped_newc_archive_with_sh_and_init() {
+        let dir = TempDir::new("initramfs");
+        let hello: &[u8] = b"hello\n";
+        let path = busybox_initramfs(dir.path(), &[("etc/motd", hello, 0o644)]);
+        assert!(path.to_string_lossy().ends_with(".cpio.gz"));
+        run_ok(Command::new("gzip").arg("-t").arg(&path));
+        let cpio = std::fs::File::open(&path).unwrap();
+        let mut gunzip = Command::new("gzip").arg("-dc").stdin(cpio).stdout(Stdio::piped()).spawn().unwrap();
+        let listing =
+            run_ok(Command::new("cpio").args(["-t", "--quiet"]).stdin(gunzip.stdout.take().unwrap()));
+        assert!(gunzip.wait().unwrap().success(), "gzip -dc {}", path.display());
+        let names: Vec<&str> = listing.lines().map(|l| l.trim_start_matches("./")).collect();
+        for want in ["bin/sh", "bin/busybox", "init", "etc/motd", "dev", "proc", "sys", "tmp", "root"] {
+            assert!(names.contains(&want), "{want} missing from {}:\n{listing}", path.display());
+        }
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "entries in sorted order");
+
+        // The same files again come from the per-process cache, byte for byte.
+        let again = busybox_initramfs(dir.path(), &[("etc/motd", hello, 0o644)]);
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
+    }
+
+    #[test]
+    fn static_elf_check() {
+        assert!(is_static_x86_64_elf(&std::fs::read(HOST_BUSYBOX).unwrap()));
+        assert!(!is_static_x86_64_elf(&std::fs::read("/bin/cat").unwrap()), "cat is dynamic");
+        assert!(!is_static_x86_64_elf(b"#!/bin/sh\n"));
     }
 }
