@@ -250,7 +250,10 @@ pub fn host_busybox_sh(script: &Path, args: &[&str], limit: Duration) -> Run {
         "{HOST_BUSYBOX} is missing: install Debian's busybox-static (`make setup` does)"
     );
     let tag = script.file_stem().map_or_else(|| "script".into(), |s| s.to_string_lossy().into_owned());
-    let cwd = TempDir::new(&format!("host-sh-{tag}"));
+    // Concurrent tests may run the same script: each run gets its own directory.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cwd = TempDir::new(&format!("host-sh-{tag}-{n}"));
     let mut cmd = Command::new(HOST_BUSYBOX);
     cmd.arg("sh")
         .arg(script)
@@ -287,12 +290,12 @@ pub fn line_diff(expected: &str, actual: &str) -> String {
             ops.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             ops.push(('-', a[i]));
             i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
         }
     }
     let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
@@ -579,6 +582,14 @@ pub mod pty {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_diff_marks_changes_with_context() {
+        assert_eq!(line_diff("a\nb\n", "a\nb\n"), "");
+        let d = line_diff("1\n2\n3\n4\n5\n6\n7\nold\n", "1\n2\n3\n4\n5\n6\n7\nnew\r\nextra");
+        assert_eq!(d, "@@\n 5\n 6\n 7\n-old\n+new\\r\n+extra  (no newline at end)\n");
+        assert_eq!(console_text("a\r\nb\r\n"), "a\nb\n");
+    }
 
     fn run_ok(cmd: &mut Command) -> String {
         let out = cmd.output().expect("spawn");
