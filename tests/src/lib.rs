@@ -18,6 +18,8 @@ pub struct Run {
     pub stderr: String,
     /// Wall time.
     pub elapsed: Duration,
+    /// Whether it ran past its time limit and was killed (see [`run_command_bounded`]).
+    pub timed_out: bool,
 }
 
 impl Run {
@@ -42,6 +44,12 @@ impl Run {
         self
     }
 
+    /// Standard output as the guest's terminal wrote it, with the tty's `\r\n` turned back into
+    /// `\n` (see [`console_text`]).
+    pub fn console(&self) -> String {
+        console_text(&self.stdout)
+    }
+
     /// Panics unless stderr is exactly one line starting with `umlvm: ` and containing `needle`,
     /// and the status is 2: the contract for bad input.
     #[track_caller]
@@ -60,8 +68,12 @@ impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "--- status {:?} after {:?}\n--- stdout\n{}--- stderr\n{}---",
-            self.status, self.elapsed, self.stdout, self.stderr
+            "--- status {:?} after {:?}{}\n--- stdout\n{}--- stderr\n{}---",
+            self.status,
+            self.elapsed,
+            if self.timed_out { " (timed out and killed)" } else { "" },
+            self.stdout,
+            self.stderr
         )
     }
 }
@@ -112,8 +124,19 @@ pub fn umlvm_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Run {
     run_command(cmd, limit)
 }
 
-/// Runs a prepared command with a time limit, capturing both streams.
-pub fn run_command(mut cmd: Command, limit: Duration) -> Run {
+/// Runs a prepared command with a time limit, capturing both streams; panics if it runs
+/// past the limit.
+pub fn run_command(cmd: Command, limit: Duration) -> Run {
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let run = run_command_bounded(cmd, limit);
+    assert!(!run.timed_out, "umlvm {args:?} did not finish within {limit:?}\n{run}");
+    run
+}
+
+/// Runs a prepared command with a time limit, capturing both streams. A command still running
+/// at the limit is killed (by its PID) and the result says `timed_out`, with what it had
+/// printed so far.
+pub fn run_command_bounded(mut cmd: Command, limit: Duration) -> Run {
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn");
     let mut out = child.stdout.take().expect("piped stdout");
@@ -128,6 +151,7 @@ pub fn run_command(mut cmd: Command, limit: Duration) -> Run {
         let _ = err.read_to_end(&mut s);
         s
     });
+    let mut timed_out = false;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
@@ -135,15 +159,15 @@ pub fn run_command(mut cmd: Command, limit: Duration) -> Run {
         if start.elapsed() > limit {
             // Only the child we started, by PID.
             let _ = child.kill();
-            let _ = child.wait();
-            panic!("umlvm {:?} did not finish within {limit:?}", cmd.get_args().collect::<Vec<_>>());
+            timed_out = true;
+            break child.wait().expect("wait");
         }
         std::thread::sleep(Duration::from_millis(2));
     };
     let elapsed = start.elapsed();
     let stdout = String::from_utf8_lossy(&out_reader.join().expect("reader")).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().expect("reader")).into_owned();
-    Run { status: status.code(), stdout, stderr, elapsed }
+    Run { status: if timed_out { None } else { status.code() }, stdout, stderr, elapsed, timed_out }
 }
 
 /// Runs `umlvm` with `args` (30 s limit).
@@ -193,6 +217,145 @@ pub fn number_after(text: &str, prefix: &str) -> Option<u64> {
     let rest = &text[text.find(prefix)? + prefix.len()..];
     let digits: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
+}
+
+/// Turns what a guest terminal wrote back into plain text: a tty's output processing writes
+/// every `\n` as `\r\n`.
+pub fn console_text(s: &str) -> String {
+    s.replace("\r\n", "\n")
+}
+
+/// Boots the guest with an initramfs and runs its init with arguments:
+/// `umlvm run --initrd INITRD SWITCHES... -- INIT_ARGS...` (Linux's convention: the words after
+/// `--` are init's arguments), after checking KVM. A machine still running after `limit` is
+/// killed; the result then says `timed_out`.
+pub fn boot_initramfs(initrd: &Path, switches: &[&str], init_args: &[&str], limit: Duration) -> Run {
+    require_kvm();
+    let mut cmd = Command::new(umlvm_bin());
+    cmd.arg("run").arg("--initrd").arg(initrd).args(switches);
+    if !init_args.is_empty() {
+        cmd.arg("--").args(init_args);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    run_command_bounded(cmd, limit)
+}
+
+/// Runs `busybox sh SCRIPT ARGS...` on the host as the guest's init would run it: in a fresh
+/// empty working directory, with stdin on /dev/null and the environment cleared to what Linux
+/// gives init (`HOME=/`, `TERM=linux`) plus the `PATH` busybox's shell uses when there is none.
+/// Killed after `limit` (the result then says `timed_out`).
+pub fn host_busybox_sh(script: &Path, args: &[&str], limit: Duration) -> Run {
+    assert!(
+        Path::new(HOST_BUSYBOX).is_file(),
+        "{HOST_BUSYBOX} is missing: install Debian's busybox-static (`make setup` does)"
+    );
+    let tag = script.file_stem().map_or_else(|| "script".into(), |s| s.to_string_lossy().into_owned());
+    // Concurrent tests may run the same script: each run gets its own directory.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cwd = TempDir::new(&format!("host-sh-{tag}-{n}"));
+    let mut cmd = Command::new(HOST_BUSYBOX);
+    cmd.arg("sh")
+        .arg(script)
+        .args(args)
+        .current_dir(cwd.path())
+        .env_clear()
+        .env("PATH", "/sbin:/usr/sbin:/bin:/usr/bin")
+        .env("HOME", "/")
+        .env("TERM", "linux")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_command_bounded(cmd, limit)
+}
+
+/// A line diff of `expected` against `actual` in the style of `diff -u`: `-` lines only in
+/// `expected`, `+` lines only in `actual`, and up to three common lines of context around each
+/// change. Empty when they are equal.
+pub fn line_diff(expected: &str, actual: &str) -> String {
+    const CONTEXT: usize = 3;
+    let a: Vec<&str> = expected.split_inclusive('\n').collect();
+    let b: Vec<&str> = actual.split_inclusive('\n').collect();
+    // Longest common subsequence table, filled from the ends.
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', a[i]));
+            i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
+        }
+    }
+    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
+    let mut out = String::new();
+    let mut last_shown = None;
+    for (k, (op, line)) in ops.iter().enumerate() {
+        let near = changed.iter().any(|&c| c.abs_diff(k) <= CONTEXT);
+        if !near {
+            continue;
+        }
+        if last_shown.is_some_and(|l| l + 1 != k) || (last_shown.is_none() && k > 0) {
+            out.push_str("@@\n");
+        }
+        out.push(*op);
+        // Control characters (a stray `\r`, say) are shown escaped.
+        for c in line.strip_suffix('\n').unwrap_or(line).chars() {
+            if c.is_control() && c != '\t' {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        if !line.ends_with('\n') {
+            out.push_str("  (no newline at end)");
+        }
+        out.push('\n');
+        last_shown = Some(k);
+    }
+    out
+}
+
+/// Reads from `r`, appending to `buf`, until `buf` contains `needle`; panics after `limit`
+/// or at end of input, with everything read. Works with readers that time out or are
+/// non-blocking, and with a pty master while nothing holds its slave open (EIO).
+pub fn read_more_until(r: &mut impl Read, buf: &mut Vec<u8>, needle: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(buf).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {needle:?}; got {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        match r.read(&mut chunk) {
+            Ok(0) => panic!("end of stream before {needle:?}; got {:?}", String::from_utf8_lossy(buf)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Reads from `r` until `needle` appears (see [`read_more_until`]); returns everything read.
+pub fn read_until(r: &mut impl Read, needle: &str, limit: Duration) -> String {
+    let mut buf = Vec::new();
+    read_more_until(r, &mut buf, needle, limit);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The host's static busybox, which test initramfs images are built from.
@@ -398,6 +561,17 @@ pub mod pty {
         }
     }
 
+    /// Makes reads from `f` return `WouldBlock` instead of waiting (for a pty master that
+    /// [`read_until`](super::read_until) polls).
+    pub fn set_nonblocking(f: &File) {
+        // SAFETY: fcntl on a descriptor we own, with integer flags.
+        unsafe {
+            let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+            assert!(flags >= 0, "F_GETFL");
+            assert_eq!(libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK), 0, "F_SETFL");
+        }
+    }
+
     /// Sends SIGTERM to a child we started.
     pub fn terminate(child: &std::process::Child) {
         // SAFETY: kill with the PID of our own child and a plain signal number.
@@ -408,6 +582,14 @@ pub mod pty {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_diff_marks_changes_with_context() {
+        assert_eq!(line_diff("a\nb\n", "a\nb\n"), "");
+        let d = line_diff("1\n2\n3\n4\n5\n6\n7\nold\n", "1\n2\n3\n4\n5\n6\n7\nnew\r\nextra");
+        assert_eq!(d, "@@\n 5\n 6\n 7\n-old\n+new\\r\n+extra  (no newline at end)\n");
+        assert_eq!(console_text("a\r\nb\r\n"), "a\nb\n");
+    }
 
     fn run_ok(cmd: &mut Command) -> String {
         let out = cmd.output().expect("spawn");

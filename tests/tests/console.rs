@@ -25,30 +25,7 @@ fn spawn(args: &[&str], stdin: Stdio) -> Child {
 
 /// Reads from `r` until `needle` appears (or 10 s pass); returns everything read.
 fn read_until(r: &mut impl Read, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {needle:?}; got {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        match r.read(&mut buf) {
-            Ok(0) => panic!("end of stream before {needle:?}; got {:?}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-            }
-            Err(e) if e.raw_os_error() == Some(libc_eio()) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
-const fn libc_eio() -> i32 {
-    5
+    umlvm_tests::read_until(r, needle, Duration::from_secs(10))
 }
 
 /// Waits for `child` (which we started) to exit, with a time limit.
