@@ -12,7 +12,7 @@ s() { echo "== $1"; }
 s ls
 mkdir d
 touch d/b d/a d/c d/.dot
-ls d
+ls -1 d
 ls -a d | tr '\n' ' '
 echo
 ls -ld d | cut -c1
@@ -31,7 +31,7 @@ mv g h
 [ -e g ] || echo "g is gone"
 cat h
 mv e e2
-ls -d e*
+ls -1d e*
 s rm
 rm h
 rm -r e2

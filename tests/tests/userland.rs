@@ -344,7 +344,20 @@ fn applets_work_in_the_guest() {
 #[test]
 fn init_exit_status_is_umlvms() {
     guest_sh(&[], &["-c", "exit 7"]).assert_status(7);
-    guest_sh(&[], &["-c", "kill -9 $$"]).assert_status(128 + 9);
+    // As on Linux, init ignores signals it has no handler for, SIGKILL included.
+    guest_sh(&[], &["-c", "kill -9 $$; echo survived"]).assert_status(0).assert_stdout("survived");
+}
+
+/// Without init=, the words after `--` are a command the kernel runs itself (CI mode): its
+/// status is umlvm's, 128+N when signal N killed it.
+#[test]
+fn command_mode_exit_status_is_umlvms() {
+    let run = |args: &[&str]| boot_initramfs(initramfs(), &["quiet"], args, LIMIT);
+    run(&["sh", "-c", "exit 7"]).assert_status(7);
+    run(&["false"]).assert_status(1);
+    run(&["true"]).assert_status(0);
+    run(&["sh", "-c", "kill -9 $$"]).assert_status(128 + 9);
+    run(&["sh", "-c", "kill -TERM $$"]).assert_status(128 + 15);
 }
 
 // ---------------------------------------------------------------------------------------------

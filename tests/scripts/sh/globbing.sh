@@ -35,7 +35,7 @@ for f in *; do n=$((n + 1)); done
 echo "$n visible entries"
 set -- *.dat
 echo "$# dat files: $*"
-ls *.txt
-ls -d dir*
+ls -1 *.txt
+ls -1d dir*
 case a.txt in *.txt) echo "case uses patterns, not files" ;; esac
 exit 14
