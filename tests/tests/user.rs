@@ -23,7 +23,7 @@ fn assert_user_mode_works(r: &Run) {
 fn assert_isolation(r: &Run) {
     r.assert_stdout("selfcheck isolation: ok (5 attempts on kernel memory, each killed with SIGSEGV)");
     let kills: Vec<&str> =
-        r.stdout.lines().filter(|l| l.contains("user task killed by signal 11: #PF")).collect();
+        r.stdout.lines().filter(|l| l.contains("killed by signal 11 (SIGSEGV): #PF")).collect();
     assert_eq!(kills.len(), 5, "five attempts, five kills\n{r}");
     for (line, what) in kills.iter().zip(["read", "write", "read", "write", "write"]) {
         assert!(line.contains(&format!(", {what}, user mode)")), "{line}\n{r}");

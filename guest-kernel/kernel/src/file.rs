@@ -62,6 +62,8 @@ pub enum FileKind {
     Random,
     /// A ubd block device (index), read and written directly.
     Block(usize),
+    /// The kernel console, write-only (the built-in self-check programs' output).
+    KernelConsole,
 }
 
 /// An open file description (shared by dup'ed descriptors and across fork).
@@ -163,6 +165,7 @@ impl OpenFile {
                 *off += n as u64;
                 Ok(n)
             }
+            FileKind::KernelConsole => Err(Errno::EBADF),
         }
     }
 
@@ -186,6 +189,10 @@ impl OpenFile {
             FileKind::Tty(t) => crate::tty::write_user(*t, buf),
             FileKind::Null | FileKind::Zero | FileKind::Random => Ok(buf.len()),
             FileKind::Full => Err(Errno::ENOSPC),
+            FileKind::KernelConsole => {
+                crate::console::write_bytes(buf);
+                Ok(buf.len())
+            }
             FileKind::Block(b) => {
                 let mut off = self.offset.lock();
                 let n = crate::block::write_bytes(*b, *off, buf)?;

@@ -17,10 +17,10 @@ pub struct MemStats {
     pub heap_bytes: u64,
 }
 
-/// The heap: a quarter of RAM (at least 2 MiB, at most 1 GiB). It holds kernel stacks,
+/// The heap: a quarter of RAM (at least 2 MiB, at most 256 MiB). It holds kernel stacks,
 /// RAM file systems (initramfs, /tmp) and caches; user pages come from the frame allocator.
 fn heap_size(mem_bytes: u64) -> u64 {
-    (mem_bytes / 4).clamp(2 << 20, 1 << 30)
+    (mem_bytes / 4).clamp(2 << 20, 256 << 20)
 }
 
 /// The kernel command line from the boot block (empty if it is not UTF-8).

@@ -169,10 +169,15 @@ impl Process {
         let mut inner = Self::blank_inner(0, pid);
         inner.comm = name.as_bytes().to_vec();
         inner.keep_mm = true;
+        let mut files = FdTable::new();
+        let console = crate::file::OpenFile::new(crate::file::FileKind::KernelConsole, crate::file::oflags::WRONLY, None);
+        for fd in 1..=2 {
+            let _ = files.install_at(fd, console.clone(), false);
+        }
         Self::with(
             inner,
             Some(mm),
-            Arc::new(Spinlock::new(FdTable::new())),
+            Arc::new(Spinlock::new(files)),
             Arc::new(Spinlock::new(FsContext::initial())),
             Arc::new(Spinlock::new([SigAction::default(); 64])),
             FpuState::new_initial(),
@@ -404,6 +409,7 @@ pub fn exit(status: i32) -> ! {
         crate::futex::wake(clear_tid, 1);
     }
     release_vfork(&me);
+    crate::timers::exited(pid);
     // Switch to the kernel root before the address space goes.
     crate::arch::uspace::activate_kernel();
     let keep = me.proc.inner.lock().keep_mm;

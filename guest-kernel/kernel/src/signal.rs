@@ -172,12 +172,17 @@ pub fn force_fault(task: &Task, frame: &TrapFrame, sig: u32, code: i32, addr: u6
     if !has_handler {
         let (mnemonic, what) = umlvm_kcore::exception::name(frame.vector);
         let comm = alloc::string::String::from_utf8_lossy(&task.proc.inner.lock().comm).into_owned();
-        log::warn!(
-            "{comm}[{}]: {} ({mnemonic} {what}) at rip {:#x}, address {addr:#x}",
-            task.pid,
-            ks::name(sig).unwrap_or("?"),
-            frame.rip
-        );
+        let name = ks::name(sig).unwrap_or("?");
+        if frame.vector == 14 {
+            log::warn!(
+                "{comm}[{}]: killed by signal {sig} ({name}): {mnemonic} {what} at rip {:#x}, address {addr:#x} ({})",
+                task.pid,
+                frame.rip,
+                umlvm_kcore::exception::PageFaultCode(frame.error_code)
+            );
+        } else {
+            log::warn!("{comm}[{}]: killed by signal {sig} ({name}): {mnemonic} {what} at rip {:#x}", task.pid, frame.rip);
+        }
     }
     {
         let mut i = task.proc.inner.lock();

@@ -415,15 +415,26 @@ impl PortServers {
     }
 }
 
-/// Strips telnet commands (IAC sequences) from client input; returns the data bytes.
+/// Strips telnet commands (IAC sequences) from client input and applies the NVT end-of-line
+/// rule (a client's Enter arrives as CR LF or CR NUL, which mean one CR, as telnetd
+/// delivers it to a terminal); returns the data bytes.
 pub fn strip_telnet(input: &[u8], state: &mut u8) -> Vec<u8> {
     // state: 0 data, 1 after IAC, 2 after IAC + verb (one option byte follows), 3 in
-    // subnegotiation, 4 IAC inside subnegotiation.
+    // subnegotiation, 4 IAC inside subnegotiation, 5 data right after a CR.
     let mut out = Vec::with_capacity(input.len());
     for &b in input {
+        if *state == 5 {
+            *state = 0;
+            if b == b'\n' || b == 0 {
+                continue;
+            }
+        }
         *state = match (*state, b) {
             (0, 255) => 1,
-            (0, 0) => 0, // NUL after CR
+            (0, b'\r') => {
+                out.push(b);
+                5
+            }
             (0, _) => {
                 out.push(b);
                 0
@@ -649,5 +660,7 @@ mod tests {
             strip_telnet(&[255, 253, 1, b'h', b'i', 255, 255, 255, 250, 24, 0, 255, 240, b'\r', 0], &mut st),
             b"hi\xff\r"
         );
+        assert_eq!(strip_telnet(b"a\r\nb\r", &mut st), b"a\rb\r", "CR LF is one CR");
+        assert_eq!(strip_telnet(b"\nc\n", &mut st), b"c\n", "also across reads; a lone LF stays");
     }
 }

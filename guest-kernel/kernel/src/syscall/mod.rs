@@ -169,8 +169,8 @@ fn call(nr: u64, a: Args, frame: &mut TrapFrame) -> KResult<u64> {
         34 => proc::pause(),
         35 => time::nanosleep(a[0], a[1]),
         37 => proc::alarm(a[0]),
-        38 => Ok(0), // setitimer: accepted, timers are not implemented
-        36 => Err(Errno::ENOSYS),
+        36 => time::getitimer(a[0] as u32, a[1]),
+        38 => time::setitimer(a[0] as u32, a[1], a[2]),
         39 => Ok(u64::from(sched::current().pid)),
         40 => fs::sendfile(a[0] as i32, a[1] as i32, a[2], a[3]),
         56 => proc::clone(frame, a[0], a[1], a[2], a[3], a[4]),

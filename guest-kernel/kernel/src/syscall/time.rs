@@ -118,3 +118,38 @@ pub fn clock_nanosleep(clock: u32, flags: u32, req: u64, rem: u64) -> KResult<u6
         }
     }
 }
+
+fn read_timeval(user: &User, addr: u64) -> KResult<u64> {
+    let sec = user.read_u64(addr)?;
+    let usec = user.read_u64(addr + 8)?;
+    if usec >= 1_000_000 || (sec as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(sec.saturating_mul(1_000_000_000).saturating_add(usec * 1000))
+}
+
+fn write_itimerval(user: &User, addr: u64, (value, interval): (u64, u64)) -> KResult<()> {
+    let mut b = [0u8; 32];
+    for (i, ns) in [interval, value].into_iter().enumerate() {
+        b[16 * i..16 * i + 8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+        b[16 * i + 8..16 * i + 16].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
+    }
+    user.write(addr, &b)
+}
+
+pub fn setitimer(which: u32, new: u64, old: u64) -> KResult<u64> {
+    crate::timers::check_which(which)?;
+    let user = User::current()?;
+    let (interval, value) = if new != 0 { (read_timeval(&user, new)?, read_timeval(&user, new + 16)?) } else { (0, 0) };
+    let prev = crate::timers::set(value, interval);
+    if old != 0 {
+        write_itimerval(&user, old, prev)?;
+    }
+    Ok(0)
+}
+
+pub fn getitimer(which: u32, addr: u64) -> KResult<u64> {
+    crate::timers::check_which(which)?;
+    write_itimerval(&User::current()?, addr, crate::timers::get())?;
+    Ok(0)
+}
