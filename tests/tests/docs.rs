@@ -10,7 +10,8 @@ fn repo() -> &'static Path {
 /// Syscall numbers the kernel's dispatch table handles (the arms of `fn call`), minus those
 /// that only return ENOSYS there.
 fn dispatched() -> BTreeSet<u64> {
-    let src = std::fs::read_to_string(repo().join("guest-kernel/kernel/src/syscall/mod.rs")).expect("dispatch table");
+    let src = std::fs::read_to_string(repo().join("guest-kernel/kernel/src/syscall/mod.rs"))
+        .expect("dispatch table");
     let body = &src[src.find("fn call(").expect("fn call")..src.find("fn unknown(").expect("fn unknown")];
     let mut out = BTreeSet::new();
     let lines: Vec<&str> = body.lines().collect();
@@ -22,7 +23,9 @@ fn dispatched() -> BTreeSet<u64> {
         }
         // An arm whose body is only `Err(Errno::ENOSYS)` does not implement the call.
         let next = lines.get(i + 1).map_or("", |l| l.trim());
-        if rest.trim().starts_with("Err(Errno::ENOSYS)") || (rest.trim() == "{" && next.starts_with("Err(Errno::ENOSYS)")) {
+        if rest.trim().starts_with("Err(Errno::ENOSYS)")
+            || (rest.trim() == "{" && next.starts_with("Err(Errno::ENOSYS)"))
+        {
             continue;
         }
         for n in pattern.split('|') {
@@ -54,7 +57,10 @@ fn syscall_table_matches_the_dispatch_table() {
     for (nr, status) in &doc {
         let implemented = status == "yes" || status == "partial";
         if implemented != code.contains(nr) {
-            problems.push(format!("syscall {nr}: docs say {status:?}, dispatch table {}", if code.contains(nr) { "handles it" } else { "does not" }));
+            problems.push(format!(
+                "syscall {nr}: docs say {status:?}, dispatch table {}",
+                if code.contains(nr) { "handles it" } else { "does not" }
+            ));
         }
     }
     for nr in &code {

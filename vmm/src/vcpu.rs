@@ -62,7 +62,10 @@ pub fn run<W: Write>(vcpu: &mut VcpuFd, ctx: &mut ExitContext<'_, W>) -> Outcome
                 format!("ISR(0x20-0x3f) {:#x} IRR(0x20-0x3f) {:#x} ISR(0x40-0x5f) {:#x} IRR(0x40-0x5f) {:#x} TPR {:#x} LVTT {:#x}", word(0x110), word(0x210), word(0x120), word(0x220), word(0x80), word(0x320))
             });
             let mp = vcpu.get_mp_state().map(|m| m.mp_state);
-            eprintln!("umlvm: vCPU stopped at (VIF {vif:02x?}) mp_state {mp:?} {lapic:?}\n{}", registers(vcpu));
+            eprintln!(
+                "umlvm: vCPU stopped at (VIF {vif:02x?}) mp_state {mp:?} {lapic:?}\n{}",
+                registers(vcpu)
+            );
         }
         match ctx.control.checkpoint() {
             Some(crate::mconsole::Stop::Halt) => return Outcome::PowerOff(0),

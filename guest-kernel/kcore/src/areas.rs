@@ -119,13 +119,8 @@ impl<B: Backing> Areas<B> {
         if start >= end {
             return removed;
         }
-        let keys: Vec<u64> = self
-            .map
-            .range(..end)
-            .rev()
-            .take_while(|(_, a)| a.end > start)
-            .map(|(&k, _)| k)
-            .collect();
+        let keys: Vec<u64> =
+            self.map.range(..end).rev().take_while(|(_, a)| a.end > start).map(|(&k, _)| k).collect();
         for k in keys {
             let a = self.map.remove(&k).expect("key listed above");
             if a.start < start {
@@ -157,15 +152,17 @@ impl<B: Backing> Areas<B> {
     /// The highest free gap of `len` bytes below the ceiling (or at `hint` if that is free and
     /// allowed), as Linux's top-down mmap placement does.
     pub fn find_free(&self, len: u64, hint: u64) -> KResult<u64> {
-        if len == 0 || len % PAGE != 0 {
+        if len == 0 || !len.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
-        if hint != 0 && hint % PAGE == 0 {
-            if let Some(end) = hint.checked_add(len) {
-                if hint >= self.floor && end <= crate::vma::USER_END && !self.overlaps(hint, end) {
-                    return Ok(hint);
-                }
-            }
+        if hint != 0
+            && hint.is_multiple_of(PAGE)
+            && let Some(end) = hint.checked_add(len)
+            && hint >= self.floor
+            && end <= crate::vma::USER_END
+            && !self.overlaps(hint, end)
+        {
+            return Ok(hint);
         }
         let mut top = self.ceiling;
         for a in self.map.values().rev() {
@@ -214,7 +211,11 @@ impl<B: Backing> Areas<B> {
 }
 
 fn check_range(start: u64, end: u64) -> KResult<()> {
-    if start % PAGE != 0 || end % PAGE != 0 || start >= end || start < crate::vma::USER_START || end > crate::vma::USER_END
+    if !start.is_multiple_of(PAGE)
+        || !end.is_multiple_of(PAGE)
+        || start >= end
+        || start < crate::vma::USER_START
+        || end > crate::vma::USER_END
     {
         return Err(Errno::EINVAL);
     }

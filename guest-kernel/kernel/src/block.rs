@@ -233,7 +233,7 @@ pub fn write_bytes(index: usize, offset: u64, data: &[u8]) -> KResult<usize> {
     let skip = (offset - first * 512) as usize;
     let mut devs = DEVICES.lock();
     let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
-    if skip != 0 || len % 512 != 0 {
+    if skip != 0 || !len.is_multiple_of(512) {
         d.read(first, &mut tmp).map_err(io_error)?;
     }
     tmp[skip..skip + len].copy_from_slice(&data[..len]);

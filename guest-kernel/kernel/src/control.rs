@@ -101,7 +101,13 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
                     Some(i) => (alloc::string::String::from_utf8_lossy(&i.comm).into_owned(), i.ppid),
                     None => ("(busy)".into(), 0),
                 };
-                let _ = write!(r, "\n  {comm:<15} {:>5}  {ppid:>5}  {}      {:#x}", t.pid, st.letter(), t.channel());
+                let _ = write!(
+                    r,
+                    "\n  {comm:<15} {:>5}  {ppid:>5}  {}      {:#x}",
+                    t.pid,
+                    st.letter(),
+                    t.channel()
+                );
             }
         }
         's' => {
@@ -117,7 +123,11 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
             let _ = write!(r, "sysrq: Emergency Remount R/O\nEmergency Remount complete ({n} file systems)");
         }
         'e' | 'i' => {
-            let (sig, name) = if key == 'e' { (umlvm_kcore::signal::SIGTERM, "Terminate") } else { (umlvm_kcore::signal::SIGKILL, "Kill") };
+            let (sig, name) = if key == 'e' {
+                (umlvm_kcore::signal::SIGTERM, "Terminate")
+            } else {
+                (umlvm_kcore::signal::SIGKILL, "Kill")
+            };
             let mut n = 0;
             for t in crate::sched::all_tasks() {
                 if t.pid > 1 {

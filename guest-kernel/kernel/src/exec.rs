@@ -13,9 +13,12 @@ use umlvm_kcore::vfs::{FileType, Inode};
 /// Largest executable read (bytes).
 const MAX_IMAGE: u64 = 256 << 20;
 
+/// A program found for `execve`: its path, its file and its argument vector.
+pub type Resolved = (Vec<u8>, Arc<dyn Inode>, Vec<Vec<u8>>);
+
 /// Finds the program to run for `path` with `args`: follows `#!` interpreter lines (up to four
 /// levels, as Linux) and returns the final path, its inode and its argument vector.
-pub fn resolve(mut path: Vec<u8>, mut args: Vec<Vec<u8>>) -> KResult<(Vec<u8>, Arc<dyn Inode>, Vec<Vec<u8>>)> {
+pub fn resolve(mut path: Vec<u8>, mut args: Vec<Vec<u8>>) -> KResult<Resolved> {
     for _ in 0..5 {
         let loc = crate::fs::lookup_at(None, &path, true)?;
         let inode = loc.inode.clone();
@@ -62,7 +65,12 @@ pub fn read_all(inode: &Arc<dyn Inode>, limit: u64) -> KResult<Vec<u8>> {
 
 /// Loads `inode` (the executable found at `path`) into a new address space; returns it with
 /// the entry point and initial stack pointer.
-pub fn load(inode: Arc<dyn Inode>, path: &[u8], args: &[Vec<u8>], envs: &[Vec<u8>]) -> KResult<(MemSpace, u64, u64)> {
+pub fn load(
+    inode: Arc<dyn Inode>,
+    path: &[u8],
+    args: &[Vec<u8>],
+    envs: &[Vec<u8>],
+) -> KResult<(MemSpace, u64, u64)> {
     let md = inode.metadata();
     if md.file_type() != FileType::Regular || md.mode & 0o111 == 0 {
         return Err(Errno::EACCES);

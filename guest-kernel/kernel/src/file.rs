@@ -284,7 +284,11 @@ pub const PIPE_CAPACITY: usize = 64 * 1024;
 impl Pipe {
     /// A new pipe with one reader and one writer.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { buf: IrqMutex::new(VecDeque::new()), readers: AtomicU32::new(1), writers: AtomicU32::new(1) })
+        Arc::new(Self {
+            buf: IrqMutex::new(VecDeque::new()),
+            readers: AtomicU32::new(1),
+            writers: AtomicU32::new(1),
+        })
     }
 
     /// A fifo's pipe with one end open (the other end's count starts at zero).
@@ -445,12 +449,17 @@ impl FdTable {
 
     /// The slot of `fd`.
     pub fn slot_mut(&mut self, fd: i32) -> KResult<&mut Fd> {
-        usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).and_then(|s| s.as_mut()).ok_or(Errno::EBADF)
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(|s| s.as_mut())
+            .ok_or(Errno::EBADF)
     }
 
     /// Installs `file` at the lowest free descriptor >= `min`.
     pub fn install(&mut self, file: Arc<OpenFile>, cloexec: bool, min: usize) -> KResult<i32> {
-        let i = (min..MAX_FDS).find(|&i| self.slots.get(i).is_none_or(|s| s.is_none())).ok_or(Errno::EMFILE)?;
+        let i =
+            (min..MAX_FDS).find(|&i| self.slots.get(i).is_none_or(|s| s.is_none())).ok_or(Errno::EMFILE)?;
         if self.slots.len() <= i {
             self.slots.resize(i + 1, None);
         }
@@ -485,7 +494,11 @@ impl FdTable {
 
     /// Open descriptors, in order.
     pub fn open_fds(&self) -> Vec<(i32, Arc<OpenFile>)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as i32, s.file.clone()))).collect()
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as i32, s.file.clone())))
+            .collect()
     }
 }
 
@@ -502,7 +515,9 @@ pub fn open_device(kind: FileType, rdev: u64) -> KResult<FileKind> {
             let ctty = me.proc.inner.lock().ctty;
             ctty.map(FileKind::Tty).ok_or(Errno::ENXIO)
         }
-        (FileType::CharDevice, 5, 1) => crate::tty::index_of_unit(false, 0).map(FileKind::Tty).ok_or(Errno::ENODEV),
+        (FileType::CharDevice, 5, 1) => {
+            crate::tty::index_of_unit(false, 0).map(FileKind::Tty).ok_or(Errno::ENODEV)
+        }
         (FileType::CharDevice, 4, n) if n < 64 => {
             crate::tty::index_of_unit(false, n).map(FileKind::Tty).ok_or(Errno::ENODEV)
         }

@@ -1,6 +1,7 @@
 //! The kernel's file-system state: the mount table, each process's root/cwd/umask, the
 //! device file system and the helpers syscalls use to turn paths into inodes.
 
+use crate::file::FileKind;
 use crate::sched;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -8,7 +9,6 @@ use spinning_top::Spinlock;
 use umlvm_kcore::errno::{Errno, KResult};
 use umlvm_kcore::vfs::mount::{Location, Vfs};
 use umlvm_kcore::vfs::tmpfs::TmpFs;
-use crate::file::FileKind;
 use umlvm_kcore::vfs::{FileSystem, FileType, NewInode, Timespec, makedev};
 
 static VFS: Spinlock<Option<Vfs>> = Spinlock::new(None);

@@ -26,7 +26,7 @@ pub fn wake(uaddr: u64, _count: u32) -> u64 {
 
 /// The `futex` syscall.
 pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64) -> KResult<u64> {
-    if uaddr % 4 != 0 {
+    if !uaddr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     match op & FUTEX_CMD_MASK {
@@ -39,7 +39,11 @@ pub fn futex(uaddr: u64, op: u32, val: u32, timeout: u64) -> KResult<u64> {
                 let nsec = user.read_u64(timeout + 8)?;
                 let rel = sec.saturating_mul(1_000_000_000).saturating_add(nsec);
                 // WAIT takes a relative timeout, WAIT_BITSET an absolute CLOCK_MONOTONIC one.
-                Some(if op & FUTEX_CMD_MASK == FUTEX_WAIT { crate::time::now_ns().saturating_add(rel) } else { rel })
+                Some(if op & FUTEX_CMD_MASK == FUTEX_WAIT {
+                    crate::time::now_ns().saturating_add(rel)
+                } else {
+                    rel
+                })
             };
             if user.read_i32(uaddr)? as u32 != val {
                 return Err(Errno::EAGAIN);

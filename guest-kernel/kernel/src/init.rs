@@ -2,7 +2,7 @@
 //! and `/proc`, the console as init's terminal, and the first process; and the end of it all
 //! (init exits, `reboot(2)`).
 
-use crate::file::{FileKind, FdTable, OpenFile, oflags};
+use crate::file::{FdTable, FileKind, OpenFile, oflags};
 use crate::fs::{self, FsContext};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -228,7 +228,9 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
             Err(e) => log::warn!("cannot run {path}: {}", e.name()),
         }
     }
-    crate::kprintln!("Kernel panic: no working init found (tried init=, /init, /sbin/init, /etc/init, /bin/init, /bin/sh)");
+    crate::kprintln!(
+        "Kernel panic: no working init found (tried init=, /init, /sbin/init, /etc/init, /bin/init, /bin/sh)"
+    );
     crate::arch::pv::power_off(crate::EXIT_NO_INIT)
 }
 
@@ -238,9 +240,32 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
 fn init_arguments(cmdline: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     /// Keys and flags the kernel itself reads.
     const KERNEL: &[&str] = &[
-        "quiet", "debug", "loglevel", "init", "rdinit", "root", "rootfstype", "ro", "rw", "selftest", "crash",
-        "heartbeat", "ticks", "hz", "reboots", "pvm", "pvm_flip", "blktest", "contest", "bench", "mem", "console",
-        "initrd", "umid", "con", "ssl",
+        "quiet",
+        "debug",
+        "loglevel",
+        "init",
+        "rdinit",
+        "root",
+        "rootfstype",
+        "ro",
+        "rw",
+        "selftest",
+        "crash",
+        "heartbeat",
+        "ticks",
+        "hz",
+        "reboots",
+        "pvm",
+        "pvm_flip",
+        "blktest",
+        "contest",
+        "bench",
+        "mem",
+        "console",
+        "initrd",
+        "umid",
+        "con",
+        "ssl",
     ];
     let (head, tail) = match cmdline.strip_prefix("-- ") {
         Some(t) => ("", Some(t)),
@@ -393,9 +418,4 @@ pub fn shutdown(restart: bool, status: u8) -> ! {
     crate::kprintln!("reboot: Power down");
     crate::console::flush();
     crate::arch::pv::power_off(status)
-}
-
-/// The file system of `loc`'s mount.
-pub fn fs_of(loc: &Location) -> Option<Arc<dyn FileSystem>> {
-    fs::with_vfs(|v| v.fs_of(loc.mount))
 }

@@ -79,12 +79,12 @@ pub fn kmain(entry: BootEntry) -> ! {
     let mem = mm::init(info);
     if verbose {
         kprintln!(
-        "Memory: {} MiB RAM, {} KiB free in {} frames, {} KiB heap",
-        info.mem_bytes >> 20,
-        mem.free_frames * 4,
-        mem.free_frames,
-        mem.heap_bytes >> 10
-    );
+            "Memory: {} MiB RAM, {} KiB free in {} frames, {} KiB heap",
+            info.mem_bytes >> 20,
+            mem.free_frames * 4,
+            mem.free_frames,
+            mem.heap_bytes >> 10
+        );
         kprintln!("Command line: {cmdline_text}");
         kprintln!(
             "Boot time: kernel main reached {} us after VMM start (boot {})",

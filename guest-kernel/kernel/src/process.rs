@@ -116,7 +116,15 @@ fn default_rlimits() -> [(u64, u64); 16] {
 }
 
 impl Process {
-    fn with(inner: ProcInner, mm: Option<Arc<Spinlock<MemSpace>>>, files: Arc<Spinlock<FdTable>>, fs: Arc<Spinlock<FsContext>>, handlers: Handlers, fpu: Box<FpuState>, fs_base: u64) -> Self {
+    fn with(
+        inner: ProcInner,
+        mm: Option<Arc<Spinlock<MemSpace>>>,
+        files: Arc<Spinlock<FdTable>>,
+        fs: Arc<Spinlock<FsContext>>,
+        handlers: Handlers,
+        fpu: Box<FpuState>,
+        fs_base: u64,
+    ) -> Self {
         Self {
             inner: Spinlock::new(inner),
             mm: Spinlock::new(mm),
@@ -170,7 +178,11 @@ impl Process {
         inner.comm = name.as_bytes().to_vec();
         inner.keep_mm = true;
         let mut files = FdTable::new();
-        let console = crate::file::OpenFile::new(crate::file::FileKind::KernelConsole, crate::file::oflags::WRONLY, None);
+        let console = crate::file::OpenFile::new(
+            crate::file::FileKind::KernelConsole,
+            crate::file::oflags::WRONLY,
+            None,
+        );
         for fd in 1..=2 {
             let _ = files.install_at(fd, console.clone(), false);
         }
@@ -249,11 +261,6 @@ impl Process {
         context::set_fs_base(v);
     }
 
-    /// Its saved FS base.
-    pub fn fs_base(&self) -> u64 {
-        self.fs_base.load(Ordering::Relaxed)
-    }
-
     /// Runs `f` on the saved FPU state (the caller saved the live state first).
     pub fn with_fpu<R>(&self, f: impl FnOnce(&mut FpuState) -> R) -> R {
         f(&mut self.fpu.lock())
@@ -295,7 +302,14 @@ pub mod clone_flags {
 }
 
 /// `fork`/`vfork`/`clone` for processes (not threads).
-pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_tid: u64, tls: u64) -> KResult<Pid> {
+pub fn clone(
+    frame: &TrapFrame,
+    flags: u64,
+    stack: u64,
+    parent_tid: u64,
+    child_tid: u64,
+    tls: u64,
+) -> KResult<Pid> {
     use clone_flags::*;
     if flags & THREAD != 0 {
         log::warn!("clone: threads (CLONE_THREAD) are not supported yet");
@@ -309,8 +323,13 @@ pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_t
         Some(mm) => Some(Arc::new(Spinlock::new(mm.lock().fork()?))),
         None => None,
     };
-    let files = if flags & FILES != 0 { p.fd_table() } else { Arc::new(Spinlock::new(p.fd_table().lock().duplicate())) };
-    let fs = if flags & FS != 0 { p.fs_context() } else { Arc::new(Spinlock::new(p.fs_context().lock().clone())) };
+    let files = if flags & FILES != 0 {
+        p.fd_table()
+    } else {
+        Arc::new(Spinlock::new(p.fd_table().lock().duplicate()))
+    };
+    let fs =
+        if flags & FS != 0 { p.fs_context() } else { Arc::new(Spinlock::new(p.fs_context().lock().clone())) };
     let handlers = if flags & SIGHAND != 0 {
         p.handler_table()
     } else {
@@ -351,15 +370,15 @@ pub fn clone(frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_t
     if stack != 0 {
         child_frame.rsp = stack;
     }
-    if flags & PARENT_SETTID != 0 {
-        if let Some(mm) = p.mm() {
-            let _ = mm.lock().write(parent_tid, &pid.to_le_bytes());
-        }
+    if flags & PARENT_SETTID != 0
+        && let Some(mm) = p.mm()
+    {
+        let _ = mm.lock().write(parent_tid, &pid.to_le_bytes());
     }
-    if flags & CHILD_SETTID != 0 {
-        if let Some(mm) = &mm {
-            let _ = mm.lock().write(child_tid, &pid.to_le_bytes());
-        }
+    if flags & CHILD_SETTID != 0
+        && let Some(mm) = &mm
+    {
+        let _ = mm.lock().write(child_tid, &pid.to_le_bytes());
     }
     p.inner.lock().children.push(pid);
     let child = sched::spawn(pid, proc, &child_frame);
@@ -414,10 +433,10 @@ pub fn exit(status: i32) -> ! {
     crate::arch::uspace::activate_kernel();
     let keep = me.proc.inner.lock().keep_mm;
     let mm = if keep { None } else { me.proc.mm.lock().take() };
-    if let Some(mm) = mm {
-        if let Some(m) = Arc::into_inner(mm) {
-            m.into_inner().destroy();
-        }
+    if let Some(mm) = mm
+        && let Some(m) = Arc::into_inner(mm)
+    {
+        m.into_inner().destroy();
     }
     // Orphans go to init.
     let children = core::mem::take(&mut me.proc.inner.lock().children);
@@ -432,6 +451,10 @@ pub fn exit(status: i32) -> ! {
             init.proc.inner.lock().children.extend(children);
             sched::wake_all(child_chan(1));
         }
+    }
+    let sid = me.proc.inner.lock().sid;
+    if sid == pid {
+        crate::tty::session_ended(sid);
     }
     me.proc.inner.lock().exit_status = Some(status);
     if let Some(parent) = sched::task(ppid) {
@@ -504,10 +527,15 @@ pub fn wait4(which: i64, options: u64) -> KResult<Option<(Pid, i32, u64, u64)>> 
                 continue;
             }
             any = true;
-            if let Some(st) = status {
-                if t.state() == State::Zombie {
-                    return Some(Ok(Some((c, st, t.utime.load(Ordering::Relaxed), t.stime.load(Ordering::Relaxed)))));
-                }
+            if let Some(st) = status
+                && t.state() == State::Zombie
+            {
+                return Some(Ok(Some((
+                    c,
+                    st,
+                    t.utime.load(Ordering::Relaxed),
+                    t.stime.load(Ordering::Relaxed),
+                ))));
             }
             if let Some(ev) = event {
                 let stopped = ev & 0xff == 0x7f;
@@ -529,10 +557,11 @@ pub fn wait4(which: i64, options: u64) -> KResult<Option<(Pid, i32, u64, u64)>> 
         Ok(r) => r?,
         Err(_) => return Err(Errno::ERESTARTSYS),
     };
-    if let Some((pid, status, ut, st)) = found {
-        if status & 0x7f != 0x7f && status != 0xffff {
-            reap(&me, pid, ut, st);
-        }
+    if let Some((pid, status, ut, st)) = found
+        && status & 0x7f != 0x7f
+        && status != 0xffff
+    {
+        reap(&me, pid, ut, st);
     }
     Ok(found)
 }
@@ -546,31 +575,30 @@ fn reap(parent: &Task, pid: Pid, ut: u64, st: u64) {
     sched::remove(pid);
 }
 
-/// What `execve` needs to start the new image.
-pub struct ExecImage {
-    /// Entry point.
-    pub entry: u64,
-    /// Initial stack pointer.
-    pub sp: u64,
-}
-
 /// Replaces the current process's memory with `path` (already resolved to `inode`) run
 /// with `args` and `envs`. On success the frame is the new program's initial state.
-pub fn exec(frame: &mut TrapFrame, path: &[u8], inode: Arc<dyn Inode>, args: Vec<Vec<u8>>, envs: Vec<Vec<u8>>) -> KResult<()> {
+pub fn exec(
+    frame: &mut TrapFrame,
+    path: &[u8],
+    inode: Arc<dyn Inode>,
+    args: Vec<Vec<u8>>,
+    envs: Vec<Vec<u8>>,
+) -> KResult<()> {
     let me = sched::current();
     let image = crate::exec::load(inode, path, &args, &envs)?;
     let (mut mm, entry, sp) = image;
     // Point of no return: install the new memory.
-    let old = me.proc.mm.lock().replace(Arc::new(Spinlock::new(core::mem::replace(&mut mm, MemSpace::new()?))));
+    let old =
+        me.proc.mm.lock().replace(Arc::new(Spinlock::new(core::mem::replace(&mut mm, MemSpace::new()?))));
     let (kroot, uroot) = me.proc.roots();
     let top = me.stack_bounds().map_or(0, |b| b.1);
     context::set_user_context(top, kroot, uroot);
     crate::arch::uspace::activate_root(kroot);
     mm.destroy();
-    if let Some(old) = old {
-        if let Some(m) = Arc::into_inner(old) {
-            m.into_inner().destroy();
-        }
+    if let Some(old) = old
+        && let Some(m) = Arc::into_inner(old)
+    {
+        m.into_inner().destroy();
     }
     // Close-on-exec files, default handlers for caught signals, fresh FPU state and TLS.
     {
@@ -612,7 +640,14 @@ pub fn exec(frame: &mut TrapFrame, path: &[u8], inode: Arc<dyn Inode>, args: Vec
 }
 
 /// Starts the first user process (pid 1) from `path`.
-pub fn spawn_init(path: &[u8], inode: Arc<dyn Inode>, args: Vec<Vec<u8>>, envs: Vec<Vec<u8>>, fs: crate::fs::FsContext, files: FdTable) -> KResult<()> {
+pub fn spawn_init(
+    path: &[u8],
+    inode: Arc<dyn Inode>,
+    args: Vec<Vec<u8>>,
+    envs: Vec<Vec<u8>>,
+    fs: crate::fs::FsContext,
+    files: FdTable,
+) -> KResult<()> {
     let pid = sched::alloc_pid();
     debug_assert_eq!(pid, 1);
     let (mm, entry, sp) = crate::exec::load(inode, path, &args, &envs)?;
@@ -631,17 +666,25 @@ pub fn spawn_init(path: &[u8], inode: Arc<dyn Inode>, args: Vec<Vec<u8>>, envs: 
         FpuState::new_initial(),
         0,
     );
-    let mut frame = TrapFrame::default();
-    frame.rip = entry;
-    frame.rsp = sp;
-    frame.cs = u64::from(umlvm_boot::x86::USER_CS);
-    frame.ss = u64::from(umlvm_boot::x86::USER_DS);
-    frame.rflags = 0x202;
+    let frame = TrapFrame {
+        rip: entry,
+        rsp: sp,
+        cs: u64::from(umlvm_boot::x86::USER_CS),
+        ss: u64::from(umlvm_boot::x86::USER_DS),
+        rflags: 0x202,
+        ..TrapFrame::default()
+    };
     sched::spawn(pid, proc, &frame);
     Ok(())
 }
 
 /// An anonymous read-write area.
 pub fn anon_area(start: u64, end: u64) -> Area<Backing> {
-    Area { start, end, access: Access { read: true, write: true, exec: false }, shared: false, backing: Backing::Anon }
+    Area {
+        start,
+        end,
+        access: Access { read: true, write: true, exec: false },
+        shared: false,
+        backing: Backing::Anon,
+    }
 }

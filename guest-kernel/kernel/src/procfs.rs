@@ -38,7 +38,8 @@ impl FileSystem for ProcFs {
     }
 }
 
-const SYS_FILES: &[&str] = &["cmdline", "cpuinfo", "filesystems", "loadavg", "meminfo", "mounts", "stat", "uptime", "version"];
+const SYS_FILES: &[&str] =
+    &["cmdline", "cpuinfo", "filesystems", "loadavg", "meminfo", "mounts", "stat", "uptime", "version"];
 const PID_FILES: &[&str] = &["cmdline", "comm", "environ", "maps", "stat", "statm", "status"];
 const PID_LINKS: &[&str] = &["cwd", "exe", "root"];
 
@@ -294,11 +295,23 @@ fn system_file(name: &str) -> String {
         "uptime" => {
             let ns = crate::time::now_ns();
             let idle = crate::sched::idle_ns();
-            let _ = writeln!(s, "{}.{:02} {}.{:02}", ns / 1_000_000_000, ns / 10_000_000 % 100, idle / 1_000_000_000, idle / 10_000_000 % 100);
+            let _ = writeln!(
+                s,
+                "{}.{:02} {}.{:02}",
+                ns / 1_000_000_000,
+                ns / 10_000_000 % 100,
+                idle / 1_000_000_000,
+                idle / 10_000_000 % 100
+            );
         }
         "loadavg" => {
             let n = sched::all_tasks().iter().filter(|t| t.state() == State::Runnable && t.pid != 0).count();
-            let _ = writeln!(s, "0.00 0.00 0.00 {n}/{} {}", sched::all_tasks().len().saturating_sub(1), sched::last_pid());
+            let _ = writeln!(
+                s,
+                "0.00 0.00 0.00 {n}/{} {}",
+                sched::all_tasks().len().saturating_sub(1),
+                sched::last_pid()
+            );
         }
         "meminfo" => {
             let total = crate::mm::total_bytes() / 1024;
@@ -321,8 +334,13 @@ fn system_file(name: &str) -> String {
             }
         }
         "cpuinfo" => {
-            let _ = writeln!(s, "processor\t: 0\nvendor_id\t: umlvm\nmodel name\t: umlvm virtual CPU ({} mode)", crate::arch::mode::current().name());
-            let _ = writeln!(s, "cpu MHz\t\t: {}\nflags\t\t: fpu tsc sse sse2\n", crate::time::tsc_khz() / 1000);
+            let _ = writeln!(
+                s,
+                "processor\t: 0\nvendor_id\t: umlvm\nmodel name\t: umlvm virtual CPU ({} mode)",
+                crate::arch::mode::current().name()
+            );
+            let _ =
+                writeln!(s, "cpu MHz\t\t: {}\nflags\t\t: fpu tsc sse sse2\n", crate::time::tsc_khz() / 1000);
         }
         "filesystems" => {
             s.push_str("nodev\ttmpfs\nnodev\tproc\nnodev\tdevtmpfs\n\text2\n");
@@ -330,7 +348,14 @@ fn system_file(name: &str) -> String {
         "mounts" => {
             for m in crate::fs::with_vfs(|v| v.mounts()) {
                 let target = String::from_utf8_lossy(&m.target).into_owned();
-                let _ = writeln!(s, "{} {} {} {} 0 0", m.source, target, m.fstype, if m.readonly { "ro" } else { "rw" });
+                let _ = writeln!(
+                    s,
+                    "{} {} {} {} 0 0",
+                    m.source,
+                    target,
+                    m.fstype,
+                    if m.readonly { "ro" } else { "rw" }
+                );
             }
         }
         "stat" => {
@@ -343,7 +368,13 @@ fn system_file(name: &str) -> String {
             let idle = crate::sched::idle_ns() / (1_000_000_000 / sched::HZ);
             let _ = writeln!(s, "cpu  {user} 0 {sys} {idle} 0 0 0 0 0 0");
             let _ = writeln!(s, "cpu0 {user} 0 {sys} {idle} 0 0 0 0 0 0");
-            let _ = writeln!(s, "intr 0\nctxt {}\nbtime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0", sched::switches(), boot_time().sec, sched::last_pid());
+            let _ = writeln!(
+                s,
+                "intr 0\nctxt {}\nbtime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0",
+                sched::switches(),
+                boot_time().sec,
+                sched::last_pid()
+            );
         }
         _ => {}
     }
@@ -368,7 +399,7 @@ fn pid_file(pid: Pid, name: &str) -> KResult<Vec<u8>> {
         "comm" => format!("{comm}\n").into_bytes(),
         "environ" => Vec::new(),
         "stat" => {
-            let tty = i.ctty.map_or(0, |c| crate::tty::device_number(c));
+            let tty = i.ctty.map_or(0, crate::tty::device_number);
             let start = (i.start_ns / (1_000_000_000 / sched::HZ)) as i64;
             let ut = t.utime.load(core::sync::atomic::Ordering::Relaxed);
             let st = t.stime.load(core::sync::atomic::Ordering::Relaxed);
@@ -416,7 +447,9 @@ fn pid_file(pid: Pid, name: &str) -> KResult<Vec<u8>> {
                     let l = a.access.letters();
                     let (off, path) = match &a.backing {
                         crate::vm::Backing::File { offset, .. } => (*offset, ""),
-                        crate::vm::Backing::Anon => (0, if a.end == crate::vm::STACK_TOP { "[stack]" } else { "" }),
+                        crate::vm::Backing::Anon => {
+                            (0, if a.end == crate::vm::STACK_TOP { "[stack]" } else { "" })
+                        }
                     };
                     let _ = writeln!(
                         s,

@@ -13,7 +13,6 @@ use crate::arch::trap::TrapFrame;
 use crate::arch::user::SYSCALL_VECTOR;
 use crate::process::Process;
 use crate::sync::IrqMutex;
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -106,11 +105,6 @@ impl Task {
     pub fn stack_bounds(&self) -> Option<(u64, u64)> {
         self.ctx.stack().map(|s| s.bounds())
     }
-
-    /// Its saved kernel stack pointer (for `stack PID`).
-    pub fn saved_rsp(&self) -> u64 {
-        self.ctx.saved_rsp()
-    }
 }
 
 struct Sched {
@@ -122,8 +116,13 @@ struct Sched {
     dead: Option<Arc<Task>>,
 }
 
-static SCHED: IrqMutex<Sched> =
-    IrqMutex::new(Sched { tasks: BTreeMap::new(), runq: VecDeque::new(), current: None, idle: None, dead: None });
+static SCHED: IrqMutex<Sched> = IrqMutex::new(Sched {
+    tasks: BTreeMap::new(),
+    runq: VecDeque::new(),
+    current: None,
+    idle: None,
+    dead: None,
+});
 
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
@@ -194,11 +193,6 @@ pub fn switches() -> u64 {
     SWITCHES.load(Ordering::Relaxed)
 }
 
-/// Scheduler ticks since the clock started.
-pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
-}
-
 /// Adds a new task, ready to run from `frame` in user mode.
 pub fn spawn(pid: Pid, proc: Process, frame: &TrapFrame) -> Arc<Task> {
     let task = Arc::new(Task {
@@ -263,14 +257,6 @@ pub fn stop_current() {
     current().set_state(State::Stopped);
     schedule();
     mode::irq_restore(irq);
-}
-
-/// Marks `task` stopped (it is not the running task): it will not run until continued.
-pub fn stop_task(task: &Task) {
-    let _s = SCHED.lock();
-    if matches!(task.state(), State::Runnable | State::Sleeping) {
-        task.set_state(State::Stopped);
-    }
 }
 
 /// Why a wait ended early.
@@ -479,16 +465,16 @@ pub fn on_tick() {
     let t = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     let now = crate::time::now_ns();
     let mut s = SCHED.lock();
-    if let Some(cur) = s.current.clone() {
-        if cur.pid != 0 {
-            if from_user {
-                cur.utime.fetch_add(1, Ordering::Relaxed);
-            } else {
-                cur.stime.fetch_add(1, Ordering::Relaxed);
-            }
-            if t % SLICE_TICKS == 0 {
-                cur.need_resched.store(true, Ordering::Relaxed);
-            }
+    if let Some(cur) = s.current.clone()
+        && cur.pid != 0
+    {
+        if from_user {
+            cur.utime.fetch_add(1, Ordering::Relaxed);
+        } else {
+            cur.stime.fetch_add(1, Ordering::Relaxed);
+        }
+        if t.is_multiple_of(SLICE_TICKS) {
+            cur.need_resched.store(true, Ordering::Relaxed);
         }
     }
     let Sched { tasks, runq, .. } = &mut *s;

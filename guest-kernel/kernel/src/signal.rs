@@ -9,7 +9,8 @@ use crate::syscall::User;
 use umlvm_boot::x86::{USER_CS, USER_DS};
 use umlvm_kcore::errno::{Errno, KResult};
 use umlvm_kcore::signal::{
-    self as ks, DefaultAction, FaultContext, FpImage, FrameRequest, SIG_DFL, SIG_IGN, SigInfo, SigSet, UserRegs,
+    self as ks, DefaultAction, FaultContext, FpImage, FrameRequest, SIG_DFL, SIG_IGN, SigInfo, SigSet,
+    UserRegs,
 };
 
 const ERESTARTSYS: u64 = Errno::ERESTARTSYS.as_syscall_return();
@@ -83,12 +84,10 @@ pub fn post(task: &Task, info: SigInfo) {
         return;
     }
     let action = task.proc.handler_table().lock()[(sig - 1) as usize];
-    if sig == ks::SIGCONT || sig == ks::SIGKILL {
-        if task.state() == sched::State::Stopped {
-            sched::wake_task(task, true);
-            if sig == ks::SIGCONT {
-                crate::process::notify_parent_stop(task, 0xffff);
-            }
+    if (sig == ks::SIGCONT || sig == ks::SIGKILL) && task.state() == sched::State::Stopped {
+        sched::wake_task(task, true);
+        if sig == ks::SIGCONT {
+            crate::process::notify_parent_stop(task, 0xffff);
         }
     }
     let ignored = action.handler == SIG_IGN
@@ -181,7 +180,11 @@ pub fn force_fault(task: &Task, frame: &TrapFrame, sig: u32, code: i32, addr: u6
                 umlvm_kcore::exception::PageFaultCode(frame.error_code)
             );
         } else {
-            log::warn!("{comm}[{}]: killed by signal {sig} ({name}): {mnemonic} {what} at rip {:#x}", task.pid, frame.rip);
+            log::warn!(
+                "{comm}[{}]: killed by signal {sig} ({name}): {mnemonic} {what} at rip {:#x}",
+                task.pid,
+                frame.rip
+            );
         }
     }
     {
@@ -250,7 +253,13 @@ pub fn deliver(frame: &mut TrapFrame) -> bool {
     true
 }
 
-fn setup_frame(me: &Task, frame: &mut TrapFrame, sig: u32, info: &SigInfo, action: &ks::SigAction) -> KResult<()> {
+fn setup_frame(
+    me: &Task,
+    frame: &mut TrapFrame,
+    sig: u32,
+    info: &SigInfo,
+    action: &ks::SigAction,
+) -> KResult<()> {
     let regs = regs_of(frame);
     let (blocked, altstack, fault) = {
         let mut i = me.proc.inner.lock();
@@ -275,10 +284,10 @@ fn setup_frame(me: &Task, frame: &mut TrapFrame, sig: u32, info: &SigInfo, actio
     {
         let mut i = me.proc.inner.lock();
         i.blocked = action.blocked_during_handler(sig, blocked).sanitized();
-        if let Some(alt) = altstack {
-            if alt.flags & ks::SS_AUTODISARM != 0 {
-                i.altstack = (0, 0, ks::SS_DISABLE);
-            }
+        if let Some(alt) = altstack
+            && alt.flags & ks::SS_AUTODISARM != 0
+        {
+            i.altstack = (0, 0, ks::SS_DISABLE);
         }
     }
     // The handler starts with a clean FPU, as on Linux.

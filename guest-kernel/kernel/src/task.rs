@@ -94,7 +94,8 @@ fn build_space(program: Program) -> Result<MemSpace, SpawnError> {
         (STACK_TOP - STACK_SIZE, STACK_TOP, rw),
     ];
     for (start, end, access) in areas {
-        m.map_area(Area { start, end, access, shared: false, backing: Backing::Anon }).map_err(|_| SpawnError::NoMemory)?;
+        m.map_area(Area { start, end, access, shared: false, backing: Backing::Anon })
+            .map_err(|_| SpawnError::NoMemory)?;
     }
     for page in 0..code_pages {
         let frame = mm::alloc_user_page().ok_or(SpawnError::NoMemory)?;
@@ -102,7 +103,8 @@ fn build_space(program: Program) -> Result<MemSpace, SpawnError> {
         crate::arch::uspace::write_frame(frame, 0, chunk);
         // Present, user, not writable, executable.
         let value = frame | umlvm_boot::x86::pte::PRESENT | umlvm_boot::x86::pte::USER;
-        mm::with_frames(|f| m.space.map_raw(f, CODE_BASE + page * 4096, value)).map_err(|()| SpawnError::NoMemory)?;
+        mm::with_frames(|f| m.space.map_raw(f, CODE_BASE + page * 4096, value))
+            .map_err(|()| SpawnError::NoMemory)?;
     }
     Ok(m)
 }
@@ -136,7 +138,12 @@ pub fn run_with<R>(
     let exit = if status & 0x7f == 0 {
         TaskExit::Exited((status >> 8) & 0xff)
     } else {
-        TaskExit::Killed { signal: (status & 0x7f) as u8, vector: fault.trapno, rip: fault_rip, addr: fault.cr2 }
+        TaskExit::Killed {
+            signal: (status & 0x7f) as u8,
+            vector: fault.trapno,
+            rip: fault_rip,
+            addr: fault.cr2,
+        }
     };
     process::release_memory(&task);
     sched::remove(pid);
@@ -149,9 +156,4 @@ pub fn read_user_u64(task: &Task, addr: u64) -> Option<u64> {
     let mut b = [0u8; 8];
     mm.lock().read(addr, &mut b).ok()?;
     Some(u64::from_le_bytes(b))
-}
-
-/// Whether a user task is running (for SysRq reports).
-pub fn running() -> bool {
-    sched::all_tasks().iter().any(|t| t.state() != State::Zombie)
 }

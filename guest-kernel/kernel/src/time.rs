@@ -23,12 +23,6 @@ pub fn tsc_khz() -> u64 {
     TSC_KHZ.load(Ordering::Relaxed)
 }
 
-/// Sets the wall clock.
-pub fn set_unix_ns(ns: u64) {
-    let base = UNIX_AT_ORIGIN.load(Ordering::Relaxed) + now_ns();
-    WALL_OFFSET.store(ns as i64 - base as i64, Ordering::Relaxed);
-}
-
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
 static ORIGIN_TSC: AtomicU64 = AtomicU64::new(0);
 static APIC_BUS_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);

@@ -52,7 +52,7 @@ pub fn run_due() {
             let (d, i) = t[p];
             if i > 0 {
                 // Skip missed periods rather than firing a burst.
-                let periods = (now - d) / i + 1;
+                let periods = (now - d).checked_div(i).unwrap_or(0) + 1;
                 t.insert(*p, (d + periods * i, i));
             } else {
                 t.remove(p);
@@ -62,7 +62,9 @@ pub fn run_due() {
     };
     for p in due {
         match sched::task(p) {
-            Some(t) => crate::signal::send(&t, umlvm_kcore::signal::SIGALRM, umlvm_kcore::signal::SI_KERNEL, 0),
+            Some(t) => {
+                crate::signal::send(&t, umlvm_kcore::signal::SIGALRM, umlvm_kcore::signal::SI_KERNEL, 0)
+            }
             None => {
                 TIMERS.lock().remove(&p);
             }

@@ -121,10 +121,10 @@ pub fn pump() {
                 if !input.echo.is_empty() {
                     t.dev.write(&input.echo);
                 }
-                if let Some(sig) = input.signal {
-                    if t.fg_pgrp != 0 {
-                        signals.push((t.fg_pgrp, sig));
-                    }
+                if let Some(sig) = input.signal
+                    && t.fg_pgrp != 0
+                {
+                    signals.push((t.fg_pgrp, sig));
                 }
             }
             if any {
@@ -201,11 +201,11 @@ pub fn write_user(index: usize, bytes: &[u8]) -> KResult<usize> {
 
 /// Makes terminal `index` the controlling terminal of the current session (leader only).
 pub fn set_controlling(index: usize, sid: Pid, pgid: Pid) {
-    if let Some(t) = TTYS.lock().get_mut(index) {
-        if t.session == 0 || t.session == sid {
-            t.session = sid;
-            t.fg_pgrp = pgid;
-        }
+    if let Some(t) = TTYS.lock().get_mut(index)
+        && (t.session == 0 || t.session == sid)
+    {
+        t.session = sid;
+        t.fg_pgrp = pgid;
     }
 }
 
@@ -332,10 +332,10 @@ pub fn ioctl(index: usize, file: &crate::file::OpenFile, cmd: u64, arg: u64) -> 
             Ok(0)
         }
         ioc::TCFLSH => {
-            if arg == 0 || arg == 2 {
-                if let Some(t) = TTYS.lock().get_mut(index) {
-                    t.ldisc.flush_input();
-                }
+            if (arg == 0 || arg == 2)
+                && let Some(t) = TTYS.lock().get_mut(index)
+            {
+                t.ldisc.flush_input();
             }
             Ok(0)
         }
@@ -344,7 +344,10 @@ pub fn ioctl(index: usize, file: &crate::file::OpenFile, cmd: u64, arg: u64) -> 
             mm.lock().read(arg, &mut b)?;
             let on = i32::from_le_bytes(b) != 0;
             let f = file.flags();
-            file.flags.store(if on { f | oflags::NONBLOCK } else { f & !oflags::NONBLOCK }, core::sync::atomic::Ordering::Relaxed);
+            file.flags.store(
+                if on { f | oflags::NONBLOCK } else { f & !oflags::NONBLOCK },
+                core::sync::atomic::Ordering::Relaxed,
+            );
             Ok(0)
         }
         ioc::TCXONC | ioc::TCSBRK => Ok(0),
@@ -415,7 +418,9 @@ pub fn selftest(cmdline: &Cmdline<'_>) -> u32 {
 
 /// The device number of terminal `index` (`st_rdev`, /proc/PID/stat's tty_nr).
 pub fn device_number(index: usize) -> u64 {
-    TTYS.lock().get(index).map_or(0, |t| umlvm_kcore::vfs::makedev(4, if t.serial { 64 + t.unit } else { t.unit }))
+    TTYS.lock()
+        .get(index)
+        .map_or(0, |t| umlvm_kcore::vfs::makedev(4, if t.serial { 64 + t.unit } else { t.unit }))
 }
 
 /// The foreground process group of terminal `index` (0: none).

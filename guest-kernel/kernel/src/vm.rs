@@ -214,7 +214,7 @@ impl MemSpace {
 
     /// `munmap`.
     pub fn unmap(&mut self, start: u64, len: u64) -> KResult<()> {
-        if start % PAGE != 0 || len == 0 {
+        if !start.is_multiple_of(PAGE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let end = start.checked_add(len.next_multiple_of(PAGE)).ok_or(Errno::EINVAL)?;
@@ -226,7 +226,7 @@ impl MemSpace {
 
     /// `mprotect`.
     pub fn protect(&mut self, start: u64, len: u64, access: Access) -> KResult<()> {
-        if start % PAGE != 0 {
+        if !start.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
@@ -258,7 +258,8 @@ impl MemSpace {
                 return self.brk;
             }
             let rw = Access { read: true, write: true, exec: false };
-            let area = Area { start: old_end, end: new_end, access: rw, shared: false, backing: Backing::Anon };
+            let area =
+                Area { start: old_end, end: new_end, access: rw, shared: false, backing: Backing::Anon };
             if self.areas.insert(area).is_err() {
                 return self.brk;
             }
@@ -273,7 +274,7 @@ impl MemSpace {
 
     /// `mremap`: resizes the mapping at `old` (moving it if `may_move`).
     pub fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> KResult<u64> {
-        if old % PAGE != 0 || new_len == 0 {
+        if !old.is_multiple_of(PAGE) || new_len == 0 {
             return Err(Errno::EINVAL);
         }
         let old_len = old_len.next_multiple_of(PAGE);

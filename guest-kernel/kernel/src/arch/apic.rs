@@ -83,10 +83,3 @@ pub fn eoi() {
     // SAFETY: the x2APIC EOI register only retires the in-service interrupt.
     unsafe { write_msr(X2APIC_EOI, 0) };
 }
-
-/// (ISR bits of vectors 0x20-0x3f, IRR bits of 0x20-0x3f, LVT timer, current count), for
-/// diagnosing a stuck timer.
-pub fn debug_state() -> (u64, u64, u64, u64) {
-    // SAFETY: reading x2APIC registers has no side effects.
-    unsafe { (rdmsr(0x811), rdmsr(0x821), rdmsr(X2APIC_LVT_TIMER), rdmsr(0x839)) }
-}

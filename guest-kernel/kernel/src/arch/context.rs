@@ -138,11 +138,6 @@ impl KernelContext {
     pub fn stack(&self) -> Option<&KernelStack> {
         self.stack.as_deref()
     }
-
-    /// The saved stack pointer (for backtraces of sleeping tasks).
-    pub fn saved_rsp(&self) -> u64 {
-        self.saved_rsp.load(Ordering::Relaxed)
-    }
 }
 
 /// Switches from context `from` (the running one) to `to`; returns when something switches
@@ -285,7 +280,9 @@ impl FpuState {
         if mask != 0 {
             // SAFETY: the area is 64-byte aligned and large enough for the XCR0 features
             // (checked in `fpu_init`); xsave writes only inside it.
-            unsafe { asm!("xsave64 [{}]", in(reg) p, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack)) };
+            unsafe {
+                asm!("xsave64 [{}]", in(reg) p, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+            };
         } else {
             // SAFETY: 16-byte aligned, 512 bytes: fxsave's area.
             unsafe { asm!("fxsave64 [{}]", in(reg) p, options(nostack)) };
@@ -299,7 +296,9 @@ impl FpuState {
         if mask != 0 {
             // SAFETY: as in `save`; the image was produced by xsave or sanitised by
             // `load_image` (reserved header bytes zero, valid MXCSR), so xrstor cannot fault.
-            unsafe { asm!("xrstor64 [{}]", in(reg) p, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack)) };
+            unsafe {
+                asm!("xrstor64 [{}]", in(reg) p, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+            };
         } else {
             // SAFETY: as in `save`, with a valid MXCSR (sanitised).
             unsafe { asm!("fxrstor64 [{}]", in(reg) p, options(nostack)) };
@@ -325,7 +324,11 @@ impl FpuState {
         self.0[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
         if uses_xsave() {
             let mask = XSAVE_MASK.load(Ordering::Relaxed);
-            let bv = if n > 576 { u64::from_le_bytes(self.0[512..520].try_into().expect("8 bytes")) & mask } else { 3 };
+            let bv = if n > 576 {
+                u64::from_le_bytes(self.0[512..520].try_into().expect("8 bytes")) & mask
+            } else {
+                3
+            };
             self.0[512..576].fill(0);
             self.0[512..520].copy_from_slice(&bv.to_le_bytes());
         }

@@ -15,7 +15,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use umlvm_boot::layout::{DIRECT_MAP_BASE, GDT_GPA, IDT_GPA, TSS_GPA};
 use umlvm_boot::x86::pte;
 use umlvm_kcore::frame::FrameAllocator;
-use umlvm_kcore::vma::Prot;
 use x86_64::structures::paging::mapper::{MapToError, Translate, TranslateResult};
 use x86_64::structures::paging::{
     FrameAllocator as X86FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame,
@@ -172,39 +171,6 @@ impl AddressSpace {
     /// Root the CPU uses in user mode.
     pub fn user_root(&self) -> u64 {
         if USER_TEMPLATE.load(Ordering::Relaxed) != 0 { self.pair + 4096 } else { self.pair }
-    }
-
-    /// Maps user page `vaddr` to frame `phys` with `prot`.
-    pub fn map(
-        &mut self,
-        frames: &mut FrameAllocator,
-        vaddr: u64,
-        phys: u64,
-        prot: Prot,
-    ) -> Result<(), MapToError<Size4KiB>> {
-        assert!(vaddr < 0x0000_8000_0000_0000, "{vaddr:#x} is not a user address");
-        let mut flags = PageTableFlags::PRESENT | user_bit();
-        if prot.write {
-            flags |= PageTableFlags::WRITABLE;
-        }
-        if !prot.exec {
-            flags |= PageTableFlags::NO_EXECUTE;
-        }
-        let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | user_bit();
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
-        let frame = PhysFrame::containing_address(PhysAddr::new(phys));
-        // SAFETY: the kernel view of this space is owned by it; the page is in the user half,
-        // which no kernel reference points into.
-        let flush = unsafe {
-            table_at(self.pair).map_to_with_table_flags(page, frame, flags, parents, &mut Frames(frames))?
-        };
-        flush.ignore();
-        let slot = ((vaddr >> 39) & 0x1ff) as usize;
-        if self.user_root() != self.pair {
-            write_entry(self.user_root(), slot, read_entry(self.pair, slot));
-        }
-        mode::flush_tlb_page(vaddr);
-        Ok(())
     }
 
     /// The frame and rights behind user address `vaddr`: (physical address, writable).
@@ -408,14 +374,6 @@ pub fn copy_to_user(space: &AddressSpace, uaddr: u64, buf: &[u8]) -> Result<(), 
         done += chunk;
     }
     Ok(())
-}
-
-/// Reads bytes of a frame the caller owns or shares.
-pub fn read_frame(frame: u64, offset: usize, buf: &mut [u8]) {
-    assert!(frame.is_multiple_of(4096) && offset + buf.len() <= 4096);
-    // SAFETY: a RAM frame (direct map), range inside it (checked); plain bytes.
-    let src = unsafe { core::slice::from_raw_parts((phys_to_virt(frame) + offset as u64) as *const u8, buf.len()) };
-    buf.copy_from_slice(src);
 }
 
 /// Copies a whole frame (copy-on-write).

@@ -203,7 +203,11 @@ pub fn open_path(dir: Option<&Location>, path: &[u8], flags: u32, mode: u32) -> 
     if flags & oflags::TRUNC != 0 && writing && kind == FileType::Regular {
         loc.inode.setattr(&SetAttr { size: Some(0), ..SetAttr::default() })?;
     }
-    Ok(OpenFile::new(FileKind::Inode(loc.inode.clone()), flags & !(oflags::CREAT | oflags::EXCL | oflags::TRUNC), Some(loc)))
+    Ok(OpenFile::new(
+        FileKind::Inode(loc.inode.clone()),
+        flags & !(oflags::CREAT | oflags::EXCL | oflags::TRUNC),
+        Some(loc),
+    ))
 }
 
 /// A session leader without a controlling terminal acquires the first one it opens.
@@ -276,7 +280,10 @@ pub fn fcntl(fd: i32, cmd: u32, arg: u64) -> KResult<u64> {
         F_SETFL => {
             let f = t.get(fd)?;
             let keep = f.flags() & !(oflags::APPEND | oflags::NONBLOCK);
-            f.flags.store(keep | (arg as u32 & (oflags::APPEND | oflags::NONBLOCK)), core::sync::atomic::Ordering::Relaxed);
+            f.flags.store(
+                keep | (arg as u32 & (oflags::APPEND | oflags::NONBLOCK)),
+                core::sync::atomic::Ordering::Relaxed,
+            );
             Ok(0)
         }
         F_GETLK => {
@@ -307,7 +314,10 @@ pub fn ioctl(fd: i32, cmd: u64, arg: u64) -> KResult<u64> {
         _ if cmd == 0x5421 => {
             let on = User::current()?.read_i32(arg)? != 0;
             let fl = f.flags();
-            f.flags.store(if on { fl | oflags::NONBLOCK } else { fl & !oflags::NONBLOCK }, core::sync::atomic::Ordering::Relaxed);
+            f.flags.store(
+                if on { fl | oflags::NONBLOCK } else { fl & !oflags::NONBLOCK },
+                core::sync::atomic::Ordering::Relaxed,
+            );
             Ok(0)
         }
         _ => Err(Errno::ENOTTY),
@@ -329,7 +339,13 @@ fn stat_file(f: &OpenFile) -> (Metadata, u64) {
     match (&f.kind, &f.location) {
         (_, Some(loc)) => (loc.inode.metadata(), dev_of(loc)),
         (FileKind::PipeRead(_) | FileKind::PipeWrite(_), None) => {
-            let md = Metadata { ino: f as *const OpenFile as u64 & 0xffff_ffff, mode: 0o010600, nlink: 1, blksize: 4096, ..Metadata::default() };
+            let md = Metadata {
+                ino: f as *const OpenFile as u64 & 0xffff_ffff,
+                mode: 0o010600,
+                nlink: 1,
+                blksize: 4096,
+                ..Metadata::default()
+            };
             (md, umlvm_kcore::vfs::makedev(0, 12))
         }
         _ => (Metadata { mode: 0o020620, nlink: 1, blksize: 1024, ..Metadata::default() }, 0),
@@ -394,7 +410,12 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> KResult<u64> {
     let mut off = f.offset.lock();
     let mut cursor = *off;
     while let Some((entry, next)) = inode.read_dir(cursor)? {
-        let d = abi::Dirent64 { ino: entry.ino, off: next as i64, kind: entry.kind.dirent_type(), name: &entry.name };
+        let d = abi::Dirent64 {
+            ino: entry.ino,
+            off: next as i64,
+            kind: entry.kind.dirent_type(),
+            name: &entry.name,
+        };
         let mut rec = vec![0u8; d.reclen()];
         d.encode(&mut rec);
         if out.len() + rec.len() > len as usize {
@@ -479,7 +500,10 @@ pub fn mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> KResult<u64> {
     let (parent, name) = lookup_parent_at(dir.as_ref(), &p)?;
     kfs::check_writable(&parent)?;
     let mut new = new_inode(kind, mode);
-    new.rdev = umlvm_kcore::vfs::makedev(((dev >> 8) & 0xfff) as u32 | ((dev >> 32) as u32 & !0xfff), (dev & 0xff) as u32 | ((dev >> 12) as u32 & !0xff));
+    new.rdev = umlvm_kcore::vfs::makedev(
+        ((dev >> 8) & 0xfff) as u32 | ((dev >> 32) as u32 & !0xfff),
+        (dev & 0xff) as u32 | ((dev >> 12) as u32 & !0xff),
+    );
     parent.inode.create(&name, &new)?;
     Ok(0)
 }
@@ -666,7 +690,11 @@ pub fn utimes_compat(nr: u64, path: u64, times: u64) -> KResult<u64> {
     } else if nr == 132 {
         let a = user.read_u64(times)? as i64;
         let m = user.read_u64(times + 8)? as i64;
-        SetAttr { atime: Some(Timespec { sec: a, nsec: 0 }), mtime: Some(Timespec { sec: m, nsec: 0 }), ..SetAttr::default() }
+        SetAttr {
+            atime: Some(Timespec { sec: a, nsec: 0 }),
+            mtime: Some(Timespec { sec: m, nsec: 0 }),
+            ..SetAttr::default()
+        }
     } else {
         let t = |i: u64| -> KResult<Timespec> {
             let sec = user.read_u64(times + 16 * i)? as i64;
@@ -770,7 +798,8 @@ const POLLNVAL: u16 = 32;
 /// revents for each.
 fn poll_fds(fds: &[(i32, u16)], deadline: Option<u64>) -> KResult<Vec<u16>> {
     let table = sched::current().proc.fd_table();
-    let files: Vec<Option<Arc<OpenFile>>> = fds.iter().map(|&(fd, _)| if fd < 0 { None } else { table.lock().get(fd).ok() }).collect();
+    let files: Vec<Option<Arc<OpenFile>>> =
+        fds.iter().map(|&(fd, _)| if fd < 0 { None } else { table.lock().get(fd).ok() }).collect();
     let check = || -> Vec<u16> {
         fds.iter()
             .zip(&files)
@@ -833,7 +862,12 @@ fn do_poll(fds_addr: u64, n: u64, deadline: Option<u64>) -> KResult<u64> {
     let raw = user.read(fds_addr, 8 * n as usize)?;
     let fds: Vec<(i32, u16)> = raw
         .chunks(8)
-        .map(|c| (i32::from_le_bytes(c[0..4].try_into().expect("4")), u16::from_le_bytes(c[4..6].try_into().expect("2"))))
+        .map(|c| {
+            (
+                i32::from_le_bytes(c[0..4].try_into().expect("4")),
+                u16::from_le_bytes(c[4..6].try_into().expect("2")),
+            )
+        })
         .collect();
     let rev = poll_fds(&fds, deadline)?;
     let mut out = raw;
@@ -865,7 +899,8 @@ pub fn select(nfds: i32, r: u64, w: u64, e: u64, timeout: u64, pselect: bool) ->
     }
     let user = User::current()?;
     let bytes = (nfds as usize).div_ceil(64) * 8;
-    let read_set = |a: u64| -> KResult<Vec<u8>> { if a == 0 { Ok(vec![0; bytes]) } else { user.read(a, bytes) } };
+    let read_set =
+        |a: u64| -> KResult<Vec<u8>> { if a == 0 { Ok(vec![0; bytes]) } else { user.read(a, bytes) } };
     let (rs, ws, es) = (read_set(r)?, read_set(w)?, read_set(e)?);
     let bit = |s: &[u8], i: usize| s[i / 8] & (1 << (i % 8)) != 0;
     let mut fds = Vec::new();
@@ -987,7 +1022,9 @@ pub fn describe(f: &OpenFile) -> Vec<u8> {
         (FileKind::PipeRead(p) | FileKind::PipeWrite(p), _) => {
             alloc::format!("pipe:[{}]", (Arc::as_ptr(p) as u64) & 0xffff_ffff).into_bytes()
         }
-        (FileKind::Tty(t), _) => alloc::format!("/dev/{}", crate::tty::name(*t).unwrap_or_default()).into_bytes(),
+        (FileKind::Tty(t), _) => {
+            alloc::format!("/dev/{}", crate::tty::name(*t).unwrap_or_default()).into_bytes()
+        }
         _ => b"anon_inode:[unknown]".to_vec(),
     }
 }

@@ -102,7 +102,11 @@ impl User {
             if p == 0 {
                 break;
             }
-            let s = self.mm.lock().read_cstr(p, 128 * 1024).map_err(|e| if e == Errno::ENAMETOOLONG { Errno::E2BIG } else { e })?;
+            let s = self
+                .mm
+                .lock()
+                .read_cstr(p, 128 * 1024)
+                .map_err(|e| if e == Errno::ENAMETOOLONG { Errno::E2BIG } else { e })?;
             total += s.len() + 1;
             if total > 2 << 20 {
                 return Err(Errno::E2BIG);
@@ -199,7 +203,13 @@ fn call(nr: u64, a: Args, frame: &mut TrapFrame) -> KResult<u64> {
         89 => fs::readlinkat(fs::AT_FDCWD, a[0], a[1], a[2]),
         90 => fs::fchmodat(fs::AT_FDCWD, a[0], a[1] as u32),
         91 => fs::fchmod(a[0] as i32, a[1] as u32),
-        92 | 94 => fs::fchownat(fs::AT_FDCWD, a[0], a[1] as u32, a[2] as u32, if nr == 94 { fs::AT_SYMLINK_NOFOLLOW } else { 0 }),
+        92 | 94 => fs::fchownat(
+            fs::AT_FDCWD,
+            a[0],
+            a[1] as u32,
+            a[2] as u32,
+            if nr == 94 { fs::AT_SYMLINK_NOFOLLOW } else { 0 },
+        ),
         93 => fs::fchown(a[0] as i32, a[1] as u32, a[2] as u32),
         95 => proc::umask(a[0] as u32),
         96 => time::gettimeofday(a[0]),

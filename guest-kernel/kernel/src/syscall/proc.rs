@@ -31,7 +31,15 @@ pub fn execve(frame: &mut TrapFrame, dirfd: i32, path: u64, argv: u64, envp: u64
 }
 
 pub fn wait4(pid: i64, status_addr: u64, options: u64, rusage_addr: u64) -> KResult<u64> {
-    if options & !(process::WNOHANG | process::WUNTRACED | process::WCONTINUED | 0x4000_0000 | 0x8000_0000 | 0x2000_0000) != 0 {
+    if options
+        & !(process::WNOHANG
+            | process::WUNTRACED
+            | process::WCONTINUED
+            | 0x4000_0000
+            | 0x8000_0000
+            | 0x2000_0000)
+        != 0
+    {
         return Err(Errno::EINVAL);
     }
     match process::wait4(pid, options)? {
@@ -102,13 +110,19 @@ pub fn kill(pid: i64, sig: u32) -> KResult<u64> {
     }
     let me = sched::current();
     let targets: Vec<_> = match pid {
-        p if p > 0 => sched::task(p as Pid).into_iter().filter(|t| t.state() != sched::State::Zombie || sig == 0).collect(),
+        p if p > 0 => sched::task(p as Pid)
+            .into_iter()
+            .filter(|t| t.state() != sched::State::Zombie || sig == 0)
+            .collect(),
         0 => {
             let pg = me.proc.inner.lock().pgid;
             sched::all_tasks().into_iter().filter(|t| t.pid != 0 && t.proc.inner.lock().pgid == pg).collect()
         }
         -1 => sched::all_tasks().into_iter().filter(|t| t.pid > 1 && t.pid != me.pid).collect(),
-        p => sched::all_tasks().into_iter().filter(|t| t.pid != 0 && i64::from(t.proc.inner.lock().pgid) == -p).collect(),
+        p => sched::all_tasks()
+            .into_iter()
+            .filter(|t| t.pid != 0 && i64::from(t.proc.inner.lock().pgid) == -p)
+            .collect(),
     };
     if targets.is_empty() {
         return Err(Errno::ESRCH);
@@ -116,7 +130,10 @@ pub fn kill(pid: i64, sig: u32) -> KResult<u64> {
     if sig != 0 {
         for t in targets {
             // Init only gets signals it has handlers for (or SIGKILL/SIGSTOP are refused).
-            if t.pid == 1 && !crate::init::command_mode() && !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler() {
+            if t.pid == 1
+                && !crate::init::command_mode()
+                && !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler()
+            {
                 continue;
             }
             crate::signal::send(&t, sig, ks::SI_USER, me.pid);
@@ -144,7 +161,9 @@ pub fn rt_sigaction(sig: u64, act: u64, old: u64, size: u64) -> KResult<u64> {
     };
     if let Some(n) = new {
         // Setting SIG_IGN (or default-ignore) discards what is pending.
-        if n.handler == ks::SIG_IGN || (n.handler == ks::SIG_DFL && ks::default_action(sig) == ks::DefaultAction::Ignore) {
+        if n.handler == ks::SIG_IGN
+            || (n.handler == ks::SIG_DFL && ks::default_action(sig) == ks::DefaultAction::Ignore)
+        {
             sched::current().proc.inner.lock().pending.discard(sig);
         }
     }
@@ -387,7 +406,10 @@ pub fn prlimit(pid: u32, resource: u32, new: u64, old: u64) -> KResult<u64> {
 pub fn getrusage(who: i32, addr: u64) -> KResult<u64> {
     let me = sched::current();
     let (ut, st) = match who {
-        0 => (me.utime.load(core::sync::atomic::Ordering::Relaxed), me.stime.load(core::sync::atomic::Ordering::Relaxed)),
+        0 => (
+            me.utime.load(core::sync::atomic::Ordering::Relaxed),
+            me.stime.load(core::sync::atomic::Ordering::Relaxed),
+        ),
         -1 => {
             let i = me.proc.inner.lock();
             (i.cutime, i.cstime)

@@ -16,10 +16,13 @@ const CLOCK_BOOTTIME: u32 = 7;
 fn clock_ns(clock: u32) -> KResult<u64> {
     match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(crate::time::unix_ns()),
-        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => Ok(crate::time::now_ns()),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
+            Ok(crate::time::now_ns())
+        }
         CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => {
             let me = sched::current();
-            let t = me.utime.load(core::sync::atomic::Ordering::Relaxed) + me.stime.load(core::sync::atomic::Ordering::Relaxed);
+            let t = me.utime.load(core::sync::atomic::Ordering::Relaxed)
+                + me.stime.load(core::sync::atomic::Ordering::Relaxed);
             Ok(t * (1_000_000_000 / sched::HZ))
         }
         _ => Err(Errno::EINVAL),
@@ -140,7 +143,8 @@ fn write_itimerval(user: &User, addr: u64, (value, interval): (u64, u64)) -> KRe
 pub fn setitimer(which: u32, new: u64, old: u64) -> KResult<u64> {
     crate::timers::check_which(which)?;
     let user = User::current()?;
-    let (interval, value) = if new != 0 { (read_timeval(&user, new)?, read_timeval(&user, new + 16)?) } else { (0, 0) };
+    let (interval, value) =
+        if new != 0 { (read_timeval(&user, new)?, read_timeval(&user, new + 16)?) } else { (0, 0) };
     let prev = crate::timers::set(value, interval);
     if old != 0 {
         write_itimerval(&user, old, prev)?;
