@@ -150,23 +150,96 @@ pub fn check_writable(loc: &Location) -> KResult<()> {
     if readonly(loc) { Err(Errno::EROFS) } else { Ok(()) }
 }
 
-/// The block device behind `/dev/ubdX` for a file system.
-struct UbdBlocks(usize);
+/// The block device behind `/dev/ubdX` for a file system, with read-ahead: reads go to the
+/// device in [`CHUNK`]-sized requests that are kept (LRU) for the small block reads file
+/// systems make, because every request costs VM exits and a trip through the VMM's event
+/// loop. Writes go through to the device and update the cached copy.
+pub struct UbdBlocks {
+    index: usize,
+    cache: Spinlock<ChunkCache>,
+}
+
+/// Read-ahead unit.
+const CHUNK: u64 = 128 * 1024;
+/// Chunks kept (8 MiB).
+const CHUNKS: usize = 64;
+
+#[derive(Default)]
+struct ChunkCache {
+    chunks: alloc::collections::BTreeMap<u64, (Vec<u8>, u64)>,
+    clock: u64,
+}
+
+impl UbdBlocks {
+    /// The device with ubd table index `index`.
+    pub fn new(index: usize) -> Self {
+        Self { index, cache: Spinlock::new(ChunkCache::default()) }
+    }
+}
 
 impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
     fn read(&self, offset: u64, buf: &mut [u8]) -> KResult<()> {
-        let n = crate::block::read_bytes(self.0, offset, buf)?;
-        if n == buf.len() { Ok(()) } else { Err(Errno::EIO) }
+        let size = crate::block::size_bytes(self.index);
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > size) {
+            return Err(Errno::EIO);
+        }
+        let mut c = self.cache.lock();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let chunk = at / CHUNK;
+            c.clock += 1;
+            let now = c.clock;
+            if !c.chunks.contains_key(&chunk) {
+                let start = chunk * CHUNK;
+                let len = CHUNK.min(size - start) as usize;
+                let mut data = alloc::vec![0u8; len];
+                let n = crate::block::read_bytes(self.index, start, &mut data)?;
+                if n != len {
+                    return Err(Errno::EIO);
+                }
+                if c.chunks.len() >= CHUNKS {
+                    let oldest = c.chunks.iter().min_by_key(|(_, (_, used))| *used).map(|(&k, _)| k);
+                    if let Some(k) = oldest {
+                        c.chunks.remove(&k);
+                    }
+                }
+                c.chunks.insert(chunk, (data, now));
+            }
+            let entry = c.chunks.get_mut(&chunk).expect("loaded above");
+            entry.1 = now;
+            let within = (at - chunk * CHUNK) as usize;
+            let n = (entry.0.len() - within).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&entry.0[within..within + n]);
+            done += n;
+        }
+        Ok(())
     }
     fn write(&self, offset: u64, buf: &[u8]) -> KResult<()> {
-        let n = crate::block::write_bytes(self.0, offset, buf)?;
-        if n == buf.len() { Ok(()) } else { Err(Errno::EIO) }
+        let n = crate::block::write_bytes(self.index, offset, buf)?;
+        if n != buf.len() {
+            return Err(Errno::EIO);
+        }
+        let mut c = self.cache.lock();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let chunk = at / CHUNK;
+            let within = (at - chunk * CHUNK) as usize;
+            let n = (CHUNK as usize - within).min(buf.len() - done);
+            if let Some((data, _)) = c.chunks.get_mut(&chunk) {
+                let m = n.min(data.len().saturating_sub(within));
+                data[within..within + m].copy_from_slice(&buf[done..done + m]);
+            }
+            done += n;
+        }
+        Ok(())
     }
     fn flush(&self) -> KResult<()> {
-        crate::block::flush_index(self.0)
+        crate::block::flush_index(self.index)
     }
     fn size(&self) -> u64 {
-        crate::block::size_bytes(self.0)
+        crate::block::size_bytes(self.index)
     }
 }
 
@@ -191,7 +264,7 @@ pub fn mount_fs(source: &[u8], at: &Location, fstype: &[u8], readonly: bool) -> 
                 return Err(Errno::ENXIO);
             };
             let ro = readonly || crate::block::read_only(index);
-            match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(UbdBlocks(index)), ro, clock) {
+            match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(UbdBlocks::new(index)), ro, clock) {
                 Ok(fs) => fs,
                 Err(e) => {
                     log::warn!("mount {name}: {e}");

@@ -136,31 +136,37 @@ fn walk_parent<'a>(root: &Arc<dyn Inode>, path: &'a [u8]) -> KResult<(Arc<dyn In
     Ok((dir, name))
 }
 
+/// Switches that ask for kernel-only work (self-checks, benchmarks, device tests): with one of
+/// them a machine does not start user space from its ubd0 (an initrd or `root=` still does).
+const KERNEL_ONLY: &[&str] = &["selftest", "blktest", "contest", "bench", "heartbeat", "ticks", "crash", "reboots"];
+
+/// Whether this boot starts user space: an initramfs, `root=`, or a ubd0 when no kernel-only
+/// switch was given.
+pub fn wants_user_space(info: &umlvm_boot::BootInfo, cmdline: &umlvm_kcore::cmdline::Cmdline<'_>) -> bool {
+    if !info.initrd.is_empty() || cmdline.get("root").is_some() {
+        return true;
+    }
+    crate::block::index_of_unit(0).is_some() && !KERNEL_ONLY.iter().any(|k| cmdline.get(k).is_some())
+}
+
 /// Sets up the file systems and starts init; returns false if there is nothing to run
 /// (no initramfs), in which case the kernel-only boot continues.
 pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     *CMDLINE.lock() = cmdline;
     let words = umlvm_kcore::cmdline::Cmdline::new(cmdline);
     QUIET.store(words.flag("quiet"), Ordering::Relaxed);
-    let image = crate::arch::memory::boot_bytes(info.initrd);
-    if image.is_empty() {
+    if !wants_user_space(info, &words) {
         return false;
     }
-    let t0 = crate::time::now_ns();
-    let rootfs = TmpFs::new(fs::clock);
-    let root: Arc<dyn Inode> = rootfs.root();
-    match unpack(&root, image) {
-        Ok(n) => log::info!(
-            "initramfs: {} KiB unpacked, {n} entries, in {} us",
-            image.len() / 1024,
-            (crate::time::now_ns() - t0) / 1000
-        ),
-        Err(e) => {
-            crate::kprintln!("initramfs: cannot unpack: {e}");
-            crate::arch::pv::power_off(crate::EXIT_NO_INIT);
-        }
+    let image = crate::arch::memory::boot_bytes(info.initrd);
+    let explicit_root = words.get("root");
+    if !image.is_empty() && explicit_root.is_none() {
+        mount_initramfs(image);
+    } else if let Some(dev) = explicit_root.or_else(|| crate::block::index_of_unit(0).map(|_| "/dev/ubda")) {
+        mount_disk_root(dev, words.flag("ro"), words.get("rootfstype"));
+    } else {
+        return false;
     }
-    fs::set_root(rootfs, "rootfs");
     let dev = TmpFs::new(fs::clock);
     if let Err(e) = fs::populate_dev(&dev) {
         log::warn!("devtmpfs: {}", e.name());
@@ -342,6 +348,66 @@ fn search_path(name: &[u8]) -> Vec<u8> {
         }
     }
     name.to_vec()
+}
+
+/// Unpacks the initramfs into a tmpfs that becomes `/`.
+fn mount_initramfs(image: &[u8]) {
+    let t0 = crate::time::now_ns();
+    let rootfs = TmpFs::new(fs::clock);
+    let root: Arc<dyn Inode> = rootfs.root();
+    match unpack(&root, image) {
+        Ok(n) => log::info!(
+            "initramfs: {} KiB unpacked, {n} entries, in {} us",
+            image.len() / 1024,
+            (crate::time::now_ns() - t0) / 1000
+        ),
+        Err(e) => {
+            crate::kprintln!("initramfs: cannot unpack: {e}");
+            crate::arch::pv::power_off(crate::EXIT_NO_INIT);
+        }
+    }
+    fs::set_root(rootfs, "rootfs");
+}
+
+/// Mounts the ext2 file system on block device `dev` (`/dev/ubda`, `ubd0`, `/dev/ubd/0`) as
+/// `/`; powers off with [`crate::EXIT_NO_ROOT`] and a message if that is impossible.
+fn mount_disk_root(dev: &str, readonly: bool, fstype: Option<&str>) {
+    let fail = |why: &str| -> ! {
+        crate::kprintln!("umlvm-kernel: cannot mount the root file system {dev}: {why}");
+        crate::console::flush();
+        crate::arch::pv::power_off(crate::EXIT_NO_ROOT)
+    };
+    if let Some(t) = fstype {
+        if t != "ext2" && t != "ext3" {
+            fail(&alloc::format!("rootfstype={t}: only ext2 is supported"));
+        }
+    }
+    let name = dev.strip_prefix("/dev/").unwrap_or(dev);
+    let unit = if let Some(l) = name.strip_prefix("ubd").filter(|l| l.len() == 1 && l.as_bytes()[0].is_ascii_lowercase()) {
+        u32::from(l.as_bytes()[0] - b'a')
+    } else if let Some(n) = name.strip_prefix("ubd/").or(name.strip_prefix("ubd")).and_then(|n| n.parse().ok()) {
+        n
+    } else {
+        fail("not a ubd device (root=/dev/ubdX or root=ubdN)")
+    };
+    let Some(index) = crate::block::index_of_unit(unit) else { fail("no such device (attach it with ubdN=FILE)") };
+    let ro = readonly || crate::block::read_only(index);
+    let t0 = crate::time::now_ns();
+    match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(fs::UbdBlocks::new(index)), ro, fs::clock) {
+        Ok(e2) => {
+            log::info!(
+                "root: ext2 on {dev} mounted {} in {} us",
+                if ro { "read-only" } else { "read-write" },
+                (crate::time::now_ns() - t0) / 1000
+            );
+            fs::set_root(e2, dev);
+            if ro {
+                let root = fs::with_vfs(|v| v.root());
+                let _ = fs::with_vfs(|v| v.set_readonly(root.mount, true));
+            }
+        }
+        Err(e) => fail(&alloc::format!("{e}")),
+    }
 }
 
 /// fds 0, 1, 2 on the console (tty0), as Linux opens /dev/console for init.

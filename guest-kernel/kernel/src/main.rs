@@ -103,8 +103,8 @@ pub fn kmain(entry: BootEntry) -> ! {
         crash::trigger(what);
     }
     // A machine that boots user space runs the self-checks only when asked (`selftest=`).
-    let userland = !info.initrd.is_empty();
-    let failures = if userland && cmdline.get("selftest").is_none() {
+    let userland = init::wants_user_space(info, &cmdline);
+    let failures = if userland {
         0
     } else {
         selftest::run(&cmdline) + block::selftest(&cmdline) + tty::selftest(&cmdline)
@@ -150,6 +150,9 @@ pub fn kmain(entry: BootEntry) -> ! {
 
 /// Exit status when no init could be started from the initramfs.
 pub const EXIT_NO_INIT: u8 = 121;
+
+/// Exit status when the root file system cannot be mounted.
+pub const EXIT_NO_ROOT: u8 = 122;
 
 /// Exit status when the boot information block is refused.
 pub const EXIT_BAD_BOOT_INFO: u8 = 120;

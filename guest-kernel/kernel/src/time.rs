@@ -115,6 +115,20 @@ pub fn sleep_until(deadline_ns: u64) {
 }
 
 /// Whether the last one-shot timer fired.
+/// Waits for one interrupt, or until `deadline_ns` at the latest (device polling).
+pub fn wait_interrupt_until(deadline_ns: u64) {
+    let now = now_ns();
+    if now >= deadline_ns {
+        return;
+    }
+    if PERIODIC_HZ.load(Ordering::Relaxed) == 0 {
+        ONE_SHOT_FIRED.store(false, Ordering::Relaxed);
+        apic::start_timer(TIMER_VECTOR, bus_ticks(deadline_ns - now), apic::TimerMode::OneShot);
+    }
+    mode::wait_for_interrupt();
+}
+
+/// Whether the last one-shot timer fired.
 pub fn one_shot_fired() -> bool {
     ONE_SHOT_FIRED.load(Ordering::Relaxed)
 }

@@ -219,8 +219,23 @@ pub fn wait_for_interrupt() {
                 core::ptr::read_volatile(vif_ptr(VIF_PENDING))
             };
             // A pending interrupt is delivered by any hypercall; otherwise HALT blocks until
-            // the next one and delivers it.
-            hypercall(if pending != 0 { hc::NOP } else { hc::HALT }, 0, 0, 0);
+            // the next one and delivers it. The host can lose the wakeup of a vCPU halted on
+            // a user address space's tables (docs/pvm.md), so halts happen on the
+            // kernel-only root.
+            if pending != 0 {
+                hypercall(hc::NOP, 0, 0, 0);
+            } else {
+                let loaded = loaded_root();
+                let kernel = super::uspace::kernel_root();
+                let switch = kernel != 0 && loaded != 0 && loaded != kernel;
+                if switch {
+                    hypercall(hc::SET_CR3, kernel, 0, 0);
+                }
+                hypercall(hc::HALT, 0, 0, 0);
+                if switch {
+                    hypercall(hc::SET_CR3, loaded, 0, 0);
+                }
+            }
             irq_disable();
         }
     }

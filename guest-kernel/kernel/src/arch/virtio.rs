@@ -197,8 +197,9 @@ impl VirtioBlock {
                     // The buffers may still be in the device's hands and must never be reused.
                     panic!("virtio-blk: device stopped answering with {in_flight} requests in flight");
                 }
-                // Woken by the device's interrupt; at most a millisecond if an edge was missed.
-                crate::time::sleep_until(crate::time::now_ns() + 1_000_000);
+                // Woken by the device's interrupt (or any other); at most a millisecond if an
+                // edge was missed.
+                crate::time::wait_interrupt_until(crate::time::now_ns() + 1_000_000);
                 continue;
             };
             let Some(i) = meta.iter().position(|m| m.2 == State::InFlight(done)) else {
