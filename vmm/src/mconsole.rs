@@ -272,16 +272,29 @@ pub struct GuestRequests {
     sock: UnixDatagram,
     waiting: Mutex<Option<(SocketAddr, std::time::Instant)>>,
     seq: std::sync::atomic::AtomicU32,
+    symbols: Mutex<Option<Arc<crate::symbolize::Symbols>>>,
 }
 
 /// How long the guest may take to answer before the request is given up.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GuestRequests {
+    /// The guest kernel's symbols, to name the addresses of `stack` replies.
+    pub fn set_symbols(&self, symbols: crate::symbolize::Symbols) {
+        if let Ok(mut s) = self.symbols.lock() {
+            *s = Some(Arc::new(symbols));
+        }
+    }
+
     /// The guest finished a request with `reply` (read from the mailbox by the caller).
     pub fn complete(&self, error: bool, reply: &str) {
         let Some((to, _)) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
-        for d in encode_reply(error, reply) {
+        let symbols = self.symbols.lock().ok().and_then(|s| s.clone());
+        let reply = match symbols {
+            Some(syms) => name_frames(reply, &syms),
+            None => reply.to_string(),
+        };
+        for d in encode_reply(error, &reply) {
             let _ = send_datagram(&self.sock, &d, &to);
         }
     }
@@ -298,6 +311,29 @@ impl GuestRequests {
             *w = None;
         }
     }
+}
+
+/// Appends function names to backtrace lines (`  #N 0xADDRESS`) of a guest reply.
+fn name_frames(reply: &str, syms: &crate::symbolize::Symbols) -> String {
+    let mut out = String::with_capacity(reply.len() + 256);
+    for line in reply.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let addr = body
+            .trim_start()
+            .strip_prefix('#')
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(n, a)| n.parse::<u32>().ok().and(a.strip_prefix("0x")))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        out.push_str(body);
+        if let Some(name) = addr.and_then(|a| syms.lookup_return(a)) {
+            out.push(' ');
+            out.push_str(&name);
+        }
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Where the guest's side of the management console lives in the current machine.
@@ -335,6 +371,7 @@ impl Server {
             sock: sock.try_clone()?,
             waiting: Mutex::new(None),
             seq: std::sync::atomic::AtomicU32::new(0),
+            symbols: Mutex::new(None),
         });
         Ok(Self { sock, control, version, devices, requests, guest: None })
     }
@@ -588,6 +625,7 @@ mod tests {
             sock: sock.try_clone().unwrap(),
             waiting: Mutex::new(None),
             seq: std::sync::atomic::AtomicU32::new(0),
+            symbols: Mutex::new(None),
         });
         let s = Server {
             sock,

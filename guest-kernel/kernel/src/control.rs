@@ -56,17 +56,21 @@ pub fn on_interrupt() {
             (false, After::Nothing)
         }
         "sysrq" => sysrq(arg.chars().next().unwrap_or('h'), &mut reply),
-        "cad" => {
-            // Linux sends SIGINT to init on Ctrl-Alt-Del; there are no processes yet.
-            let _ = write!(reply, "no init process to signal: nothing done");
-            log::info!("ctrl-alt-del: no init process to signal");
-            (false, After::Nothing)
-        }
+        "cad" => match crate::sched::task(1).filter(|_| crate::init::started()) {
+            // As Linux with ctrl-alt-del off: SIGINT to init, whose ctrlaltdel action runs.
+            Some(init) => {
+                crate::signal::send(&init, umlvm_kcore::signal::SIGINT, umlvm_kcore::signal::SI_KERNEL, 0);
+                log::info!("ctrl-alt-del: SIGINT sent to init");
+                (false, After::Nothing)
+            }
+            None => {
+                let _ = write!(reply, "no init process to signal: nothing done");
+                log::info!("ctrl-alt-del: no init process to signal");
+                (false, After::Nothing)
+            }
+        },
         "proc" => (proc_file(arg, &mut reply), After::Nothing),
-        "stack" => {
-            let _ = write!(reply, "stack {arg}: no such task (the guest has no processes yet)");
-            (true, After::Nothing)
-        }
+        "stack" => (stack(arg, &mut reply), After::Nothing),
         _ => {
             let _ = write!(reply, "unknown request");
             (true, After::Nothing)
@@ -156,8 +160,67 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
     (false, after)
 }
 
-/// The few /proc files the kernel can answer before it has a procfs.
+/// `stack PID`: the task's state and kernel backtrace (return addresses; umlvm adds the
+/// function names).
+fn stack(arg: &str, r: &mut Reply) -> bool {
+    let Ok(pid) = arg.parse::<u32>() else {
+        let _ = write!(r, "stack: expected a process id, got {arg:?}");
+        return true;
+    };
+    let Some(t) = crate::sched::task(pid) else {
+        let _ = write!(r, "stack {pid}: no such task");
+        return true;
+    };
+    let comm = t.proc.inner.try_lock().map(|i| alloc::string::String::from_utf8_lossy(&i.comm).into_owned());
+    let _ = writeln!(
+        r,
+        "task {pid} ({}) state {} channel {:#x}",
+        comm.as_deref().unwrap_or("?"),
+        t.state().letter(),
+        t.channel()
+    );
+    let is_current = alloc::sync::Arc::ptr_eq(&t, &crate::sched::current());
+    if is_current {
+        let _ = write!(r, "running in user mode (interrupted by this request)");
+        return false;
+    }
+    let frames = t.kernel_backtrace();
+    if frames.is_empty() {
+        let _ = write!(r, "no kernel frames (not started yet, or exited)");
+    }
+    for (i, a) in frames.iter().enumerate() {
+        let _ = writeln!(r, "  #{i} {a:#018x}");
+    }
+    false
+}
+
+/// A /proc file for `proc FILE`: the real procfs once user space runs, else the few files the
+/// kernel can answer by itself.
 fn proc_file(name: &str, r: &mut Reply) -> bool {
+    if crate::init::started() {
+        let path = alloc::format!("/proc/{}", name.trim_start_matches('/'));
+        let root = crate::fs::with_vfs(|v| v.root());
+        let found = crate::fs::with_vfs(|v| v.resolve(&root, &root, path.as_bytes(), true));
+        return match found {
+            Ok(loc) => {
+                let mut buf = [0u8; 3500];
+                match loc.inode.read_at(0, &mut buf) {
+                    Ok(n) => {
+                        let _ = write!(r, "{}", alloc::string::String::from_utf8_lossy(&buf[..n]));
+                        false
+                    }
+                    Err(e) => {
+                        let _ = write!(r, "{path}: {}", e.name());
+                        true
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = write!(r, "{path}: {}", e.name());
+                true
+            }
+        };
+    }
     match name {
         "uptime" => {
             let ns = crate::time::now_ns();

@@ -138,7 +138,8 @@ fn walk_parent<'a>(root: &Arc<dyn Inode>, path: &'a [u8]) -> KResult<(Arc<dyn In
 
 /// Switches that ask for kernel-only work (self-checks, benchmarks, device tests): with one of
 /// them a machine does not start user space from its ubd0 (an initrd or `root=` still does).
-const KERNEL_ONLY: &[&str] = &["selftest", "blktest", "contest", "bench", "heartbeat", "ticks", "crash", "reboots"];
+const KERNEL_ONLY: &[&str] =
+    &["selftest", "blktest", "contest", "bench", "heartbeat", "ticks", "crash", "reboots"];
 
 /// Whether this boot starts user space: an initramfs, `root=`, or a ubd0 when no kernel-only
 /// switch was given.
@@ -377,20 +378,27 @@ fn mount_disk_root(dev: &str, readonly: bool, fstype: Option<&str>) {
         crate::console::flush();
         crate::arch::pv::power_off(crate::EXIT_NO_ROOT)
     };
-    if let Some(t) = fstype {
-        if t != "ext2" && t != "ext3" {
-            fail(&alloc::format!("rootfstype={t}: only ext2 is supported"));
-        }
+    if let Some(t) = fstype
+        && t != "ext2"
+        && t != "ext3"
+    {
+        fail(&alloc::format!("rootfstype={t}: only ext2 is supported"));
     }
     let name = dev.strip_prefix("/dev/").unwrap_or(dev);
-    let unit = if let Some(l) = name.strip_prefix("ubd").filter(|l| l.len() == 1 && l.as_bytes()[0].is_ascii_lowercase()) {
+    let unit = if let Some(l) =
+        name.strip_prefix("ubd").filter(|l| l.len() == 1 && l.as_bytes()[0].is_ascii_lowercase())
+    {
         u32::from(l.as_bytes()[0] - b'a')
-    } else if let Some(n) = name.strip_prefix("ubd/").or(name.strip_prefix("ubd")).and_then(|n| n.parse().ok()) {
+    } else if let Some(n) =
+        name.strip_prefix("ubd/").or(name.strip_prefix("ubd")).and_then(|n| n.parse().ok())
+    {
         n
     } else {
         fail("not a ubd device (root=/dev/ubdX or root=ubdN)")
     };
-    let Some(index) = crate::block::index_of_unit(unit) else { fail("no such device (attach it with ubdN=FILE)") };
+    let Some(index) = crate::block::index_of_unit(unit) else {
+        fail("no such device (attach it with ubdN=FILE)")
+    };
     let ro = readonly || crate::block::read_only(index);
     let t0 = crate::time::now_ns();
     match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(fs::UbdBlocks::new(index)), ro, fs::clock) {

@@ -101,6 +101,19 @@ impl Task {
         self.chan.load(Ordering::Relaxed)
     }
 
+    /// Return addresses on its kernel stack while it is switched out (frame-pointer walk from
+    /// the registers the context switch saved).
+    pub fn kernel_backtrace(&self) -> Vec<u64> {
+        let Some(bounds) = self.stack_bounds() else { return Vec::new() };
+        let rsp = self.ctx.saved_rsp();
+        let read = |a: u64| crate::arch::memory::read_stack_word(a, bounds);
+        // Saved by the switch: r15 r14 r13 r12 rbx rbp, then the return address.
+        let (Some(rbp), Some(ret)) = (read(rsp + 40), read(rsp + 48)) else { return Vec::new() };
+        let mut frames = [0u64; umlvm_kcore::backtrace::MAX_FRAMES];
+        let n = umlvm_kcore::backtrace::walk(rbp, bounds, read, &mut frames);
+        core::iter::once(ret).chain(frames[..n].iter().copied()).collect()
+    }
+
     /// Bounds of its kernel stack.
     pub fn stack_bounds(&self) -> Option<(u64, u64)> {
         self.ctx.stack().map(|s| s.bounds())

@@ -138,6 +138,11 @@ impl KernelContext {
     pub fn stack(&self) -> Option<&KernelStack> {
         self.stack.as_deref()
     }
+
+    /// The stack pointer saved when it last switched away.
+    pub fn saved_rsp(&self) -> u64 {
+        self.saved_rsp.load(Ordering::Relaxed)
+    }
 }
 
 /// Switches from context `from` (the running one) to `to`; returns when something switches
