@@ -349,3 +349,48 @@ fn guest_side_commands_reach_the_kernel() {
     assert_eq!(m.uml_mconsole(&["sysrq", "o"]), (Some(0), "OK sysrq: Power Off".into()));
     assert_eq!(m.wait(), Some(0));
 }
+
+/// With user space running, the guest-side commands see real processes: `sysrq t` lists
+/// them, `stack PID` shows a sleeping task's kernel backtrace with function names, `proc`
+/// reads the guest's /proc, `cad` sends SIGINT to init (here a shell that traps it), and
+/// `sysrq i` kills everything but init.
+#[test]
+fn guest_side_commands_see_processes() {
+    let base = TempDir::new("mc-procs");
+    let initrd = umlvm_tests::busybox_initramfs(base.path(), &[]);
+    let script = "trap 'echo init got SIGINT; exit 9' INT; echo ready; sleep 1000 & while :; do sleep 1; done";
+    let m = Machine::start(
+        base.path(),
+        "procs",
+        &["--initrd", initrd.to_str().unwrap(), "init=/bin/sh", "--", "-c", script],
+    );
+    m.wait_for("ready");
+    // The children start right after "ready": ask until they are there (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, tasks) = loop {
+        let (status, tasks) = m.uml_mconsole(&["sysrq", "t"]);
+        if tasks.contains("sleep") || Instant::now() > deadline {
+            break (status, tasks);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, Some(0), "{tasks}");
+    assert!(tasks.contains("sh                  1"), "init is listed: {tasks}");
+    assert!(tasks.contains("sleep"), "its children are listed: {tasks}");
+    let (status, stack) = m.uml_mconsole(&["stack", "1"]);
+    assert_eq!(status, Some(0), "{stack}");
+    assert!(stack.contains("task 1 (sh)"), "{stack}");
+    assert!(stack.contains("umlvm_kernel::sched::schedule"), "a sleeping task's stack names its frames: {stack}");
+    assert_eq!(m.uml_mconsole(&["stack", "4242"]).0, Some(1), "no such task is an error");
+    assert_eq!(m.uml_mconsole(&["stack", "x"]).0, Some(1), "a bad pid is an error");
+    let (status, st) = m.uml_mconsole(&["proc", "1/status"]);
+    assert_eq!(status, Some(0));
+    assert!(st.contains("Name:\tsh") && st.contains("PPid:\t0"), "{st}");
+    assert!(m.uml_mconsole(&["proc", "mounts"]).1.contains("proc /proc proc"));
+    let (status, killed) = m.uml_mconsole(&["sysrq", "i"]);
+    assert_eq!(status, Some(0));
+    assert!(killed.contains("tasks signalled"), "{killed}");
+    assert_eq!(m.uml_mconsole(&["cad"]).0, Some(0));
+    m.wait_for("init got SIGINT");
+    assert_eq!(m.wait(), Some(9), "init's exit status is umlvm's");
+}
