@@ -358,7 +358,8 @@ fn guest_side_commands_reach_the_kernel() {
 fn guest_side_commands_see_processes() {
     let base = TempDir::new("mc-procs");
     let initrd = umlvm_tests::busybox_initramfs(base.path(), &[]);
-    let script = "trap 'echo init got SIGINT; exit 9' INT; echo ready; sleep 1000 & while :; do sleep 1; done";
+    let script =
+        "trap 'echo init got SIGINT; exit 9' INT; echo ready; sleep 1000 & while :; do sleep 1; done";
     let m = Machine::start(
         base.path(),
         "procs",
@@ -380,7 +381,10 @@ fn guest_side_commands_see_processes() {
     let (status, stack) = m.uml_mconsole(&["stack", "1"]);
     assert_eq!(status, Some(0), "{stack}");
     assert!(stack.contains("task 1 (sh)"), "{stack}");
-    assert!(stack.contains("umlvm_kernel::sched::schedule"), "a sleeping task's stack names its frames: {stack}");
+    assert!(
+        stack.contains("umlvm_kernel::sched::schedule"),
+        "a sleeping task's stack names its frames: {stack}"
+    );
     assert_eq!(m.uml_mconsole(&["stack", "4242"]).0, Some(1), "no such task is an error");
     assert_eq!(m.uml_mconsole(&["stack", "x"]).0, Some(1), "a bad pid is an error");
     let (status, st) = m.uml_mconsole(&["proc", "1/status"]);

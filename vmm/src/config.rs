@@ -81,6 +81,10 @@ pub struct VmConfig {
     /// Base directory for umid directories (`uml_dir=`, `--uml-dir`; default `$UML_DIR` or
     /// `~/.uml`).
     pub uml_dir: Option<PathBuf>,
+    /// `--timeout SECS`: stop the guest after this long (CI mode).
+    pub timeout: Option<std::time::Duration>,
+    /// The command after `--`, if any.
+    pub command: Vec<String>,
     /// Reporting level.
     pub verbosity: Verbosity,
 }
@@ -188,6 +192,8 @@ pub struct CliInput {
     pub ubd: Vec<String>,
     /// `--uml-dir DIR`.
     pub uml_dir: Option<PathBuf>,
+    /// `--timeout SECS`.
+    pub timeout: Option<String>,
     /// Positional UML-style switches, in order.
     pub switches: Vec<String>,
     /// Words after `--`: the command the guest runs (init's arguments with `init=`).
@@ -211,6 +217,8 @@ impl VmConfig {
             consoles: Vec::new(),
             xterm: TerminalEmulator::default(),
             uml_dir: cli.uml_dir.clone(),
+            timeout: None,
+            command: cli.command.clone(),
             verbosity: if cli.verbose > 0 { Verbosity::Verbose } else { Verbosity::Quiet },
         };
         let mut ubds: Vec<(UbdSpec, String)> = Vec::new();
@@ -245,6 +253,16 @@ impl VmConfig {
                     });
                 }
             }
+        }
+        if let Some(t) = &cli.timeout {
+            let secs: f64 =
+                t.parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 1e7).ok_or_else(|| {
+                    ConfigError::BadSwitch {
+                        input: format!("--timeout {t}"),
+                        why: "expected a number of seconds greater than 0",
+                    }
+                })?;
+            cfg.timeout = Some(std::time::Duration::from_secs_f64(secs));
         }
         if let Some(m) = &cli.mem {
             cfg.mem_bytes = parse_mem(&format!("--mem {m}"), m)?;

@@ -13,3 +13,5 @@ pub const GUEST_PANIC: u8 = 101;
 pub const TRIPLE_FAULT: u8 = 102;
 /// The guest caused a VM exit the VMM does not handle; the VMM printed the vCPU registers.
 pub const UNEXPECTED_EXIT: u8 = 103;
+/// The guest did not finish within `--timeout` and was stopped (as timeout(1) reports).
+pub const TIMEOUT: u8 = 124;

@@ -101,6 +101,9 @@ struct RunArgs {
     /// Base directory for machine directories (same as uml_dir=; default $UML_DIR or ~/.uml).
     #[arg(long, value_name = "DIR")]
     uml_dir: Option<PathBuf>,
+    /// Stop the guest after SECS seconds (exit status 124), e.g. for CI jobs that may hang.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<String>,
     /// Report host kind, guest mode and timings on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -155,6 +158,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             logger::init(args.verbose);
+            if args.command.is_empty() && std::env::args().skip(2).any(|a| a == "--") {
+                eprintln!(
+                    "umlvm: --: expected a command after it (umlvm run [OPTIONS] -- COMMAND [ARGS...])"
+                );
+                return ExitCode::from(exit::CONFIG_ERROR);
+            }
             let input = CliInput {
                 kernel: args.kernel,
                 mem: args.mem,
@@ -166,6 +175,7 @@ fn main() -> ExitCode {
                 verbose: args.verbose,
                 switches: args.switches,
                 command: args.command,
+                timeout: args.timeout,
             };
             let cfg = match VmConfig::from_cli(&input) {
                 Ok(cfg) => cfg,

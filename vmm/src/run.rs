@@ -51,6 +51,14 @@ pub enum RunError {
     /// A block device image was refused.
     #[error(transparent)]
     Ubd(#[from] umlvm_devices::ubd::UbdError),
+    /// ubd0 (the root file system) names a file that does not exist.
+    #[error("{}: no such root file system (make one with `umlvm mkrootfs {}`)", .0.display(), .0.display())]
+    NoRootFs(std::path::PathBuf),
+    /// A command after `--` but nothing to run it from.
+    #[error(
+        "-- {0}: nothing to run it from: no ./root_fs here; give --rootfs FILE (make one with `umlvm mkrootfs root_fs`) or --initrd FILE"
+    )]
+    NoUserSpace(String),
     /// A console channel could not be opened.
     #[error(transparent)]
     Console(#[from] umlvm_devices::virtio::console::ChannelError),
@@ -137,6 +145,18 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         }
         None => None,
     };
+    if let Some(root) = cfg.ubd.iter().find(|u| u.index == 0)
+        && !root.file.exists()
+    {
+        return Err(RunError::NoRootFs(root.file.clone()));
+    }
+    if !cfg.command.is_empty()
+        && cfg.initrd.is_none()
+        && !cfg.ubd.iter().any(|u| u.index == 0)
+        && !cfg.cmdline.contains("root=")
+    {
+        return Err(RunError::NoUserSpace(cfg.command.join(" ")));
+    }
     let disks = cfg
         .ubd
         .iter()
@@ -196,6 +216,8 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
     }
     let ports = Arc::new(Mutex::new(ports));
     let mut boot_count = 0u32;
+    // --timeout runs over reboots: it bounds the whole job.
+    let deadline = cfg.timeout.map(|t| Instant::now() + t);
     loop {
         let t_setup = Instant::now();
         let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks, &consoles, initrd.as_ref())?;
@@ -230,7 +252,12 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         let link =
             crate::mconsole::GuestLink { mem: machine.mem.clone(), irq: machine.devices.control_irq()? };
         let mconsole = server.for_machine(link).map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
-        let outcome = run_machine(machine, &consoles, &ports, mconsole, &control)?;
+        let (outcome, timed_out) = run_machine(machine, &consoles, &ports, mconsole, &control, deadline)?;
+        if timed_out {
+            let secs = cfg.timeout.map_or(0.0, |t| t.as_secs_f64());
+            eprintln!("umlvm: the guest did not finish within {secs} s (--timeout); stopped it");
+            return Ok(exit::TIMEOUT);
+        }
         match outcome {
             Outcome::PowerOff(status) => return Ok(status),
             Outcome::Reboot => {
@@ -291,7 +318,9 @@ fn run_machine(
     ports: &Arc<Mutex<crate::devices::PortConnections>>,
     mconsole: crate::mconsole::Server,
     control: &Arc<crate::mconsole::Control>,
-) -> Result<Outcome, RunError> {
+    deadline: Option<Instant>,
+) -> Result<(Outcome, bool), RunError> {
+    let mut timed_out = false;
     let vm::Machine { vm, mut vcpu, mem, devices, .. } = machine;
     let done_evt = EventFd::new(EFD_NONBLOCK).map_err(RunError::EventFd)?;
     let thread_evt = done_evt.try_clone().map_err(RunError::EventFd)?;
@@ -348,7 +377,17 @@ fn run_machine(
                 break;
             }
             guest_requests_for_loop.expire();
-            if let Err(e) = events.run_with_timeout(500) {
+            let mut wait_ms = 500;
+            if let Some(d) = deadline.filter(|_| !timed_out) {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    timed_out = true;
+                    control.request(crate::mconsole::Stop::Halt);
+                    continue;
+                }
+                wait_ms = wait_ms.min(left.as_millis() as i32 + 1);
+            }
+            if let Err(e) = events.run_with_timeout(wait_ms) {
                 // Stop the vCPU before leaving, or the scope would wait for it forever.
                 control.request(crate::mconsole::Stop::Halt);
                 loop_error = Some(e);
@@ -362,7 +401,7 @@ fn run_machine(
             None => Ok(outcome),
         }
     })?;
-    Ok(outcome)
+    Ok((outcome, timed_out))
 }
 
 /// How messages name the kernel.
