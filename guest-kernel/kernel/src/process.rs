@@ -60,6 +60,8 @@ pub struct ProcInner {
     pub blocked: SigSet,
     /// Mask to restore after `rt_sigsuspend`'s handler runs.
     pub saved_mask: Option<SigSet>,
+    /// Signals `rt_sigtimedwait` waits for (they wake the task even while blocked).
+    pub waiting_for: SigSet,
     /// Pending signals.
     pub pending: SigPending,
     /// Alternate signal stack: (sp, size, flags).
@@ -157,6 +159,7 @@ impl Process {
             groups: Vec::new(),
             blocked: SigSet::EMPTY,
             saved_mask: None,
+            waiting_for: SigSet::EMPTY,
             pending: SigPending::new(),
             altstack: (0, 0, 2),
             orig_rax: -1,

@@ -90,9 +90,13 @@ pub fn post(task: &Task, info: SigInfo) {
             crate::process::notify_parent_stop(task, 0xffff);
         }
     }
-    let ignored = action.handler == SIG_IGN
-        || (action.handler == SIG_DFL && ks::default_action(sig) == DefaultAction::Ignore)
-        || (action.handler == SIG_DFL && sig == ks::SIGCONT);
+    // A blocked signal is always queued (it may be unblocked or waited for with
+    // sigtimedwait); an unblocked one that would be ignored is dropped now, as Linux does.
+    let blocked = task.proc.inner.lock().blocked.contains(sig);
+    let ignored = !blocked
+        && (action.handler == SIG_IGN
+            || (action.handler == SIG_DFL && ks::default_action(sig) == DefaultAction::Ignore)
+            || (action.handler == SIG_DFL && sig == ks::SIGCONT));
     if ignored && sig != ks::SIGKILL && sig != ks::SIGSTOP {
         if sig == ks::SIGCONT {
             task.proc.inner.lock().pending.discard_set(SigSet::STOP);
@@ -102,7 +106,7 @@ pub fn post(task: &Task, info: SigInfo) {
     let wake = {
         let mut i = task.proc.inner.lock();
         i.pending.post(info);
-        !i.blocked.contains(sig) || sig == ks::SIGKILL
+        !i.blocked.contains(sig) || sig == ks::SIGKILL || i.waiting_for.contains(sig)
     };
     if wake {
         sched::interrupt_sleep(task);
@@ -336,6 +340,32 @@ pub fn sigreturn(frame: &mut TrapFrame) -> KResult<u64> {
 fn bad_frame(me: &Task) -> ! {
     log::warn!("pid {}: bad signal frame in rt_sigreturn; killed with SIGSEGV", me.pid);
     crate::process::exit(ks::SIGSEGV as i32)
+}
+
+/// `rt_sigtimedwait`: takes a pending signal of `set` (normally blocked by the caller),
+/// waiting up to `deadline`; returns it and its information.
+pub fn timed_wait(set: SigSet, deadline: Option<u64>) -> KResult<(u32, SigInfo)> {
+    let me = sched::current();
+    let set = set.sanitized();
+    let take = || {
+        let mut i = me.proc.inner.lock();
+        i.pending.next_deliverable(SigSet::ALL.difference(set))
+    };
+    if let Some(found) = take() {
+        return Ok(found);
+    }
+    if deadline.is_some_and(|d| d <= crate::time::now_ns()) {
+        return Err(Errno::EAGAIN);
+    }
+    me.proc.inner.lock().waiting_for = set;
+    let chan = 0x7a00_0000_0000 | u64::from(me.pid);
+    let r = sched::wait_event(chan, true, deadline, take);
+    me.proc.inner.lock().waiting_for = SigSet::EMPTY;
+    match r {
+        Ok(found) => Ok(found),
+        Err(sched::Interrupted::Timeout) => Err(Errno::EAGAIN),
+        Err(sched::Interrupted::Signal) => Err(Errno::EINTR),
+    }
 }
 
 /// ppoll/pselect: installs the mask at `mask_addr` for the call; returns the old one.

@@ -230,6 +230,7 @@ fn call(nr: u64, a: Args, frame: &mut TrapFrame) -> KResult<u64> {
         121 => proc::getpgid(a[0] as u32),
         124 => proc::getsid(a[0] as u32),
         127 => proc::rt_sigpending(a[0]),
+        128 => proc::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
         130 => proc::rt_sigsuspend(a[0], a[1]),
         131 => proc::sigaltstack(a[0], a[1]),
         132 | 235 => fs::utimes_compat(nr, a[0], a[1]),

@@ -129,11 +129,13 @@ pub fn kill(pid: i64, sig: u32) -> KResult<u64> {
     }
     if sig != 0 {
         for t in targets {
-            // Init only gets signals it has handlers for (or SIGKILL/SIGSTOP are refused).
-            if t.pid == 1
-                && !crate::init::command_mode()
-                && !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler()
-            {
+            // Init gets only the signals it handles or blocks (to wait for them with
+            // sigtimedwait, as busybox init does), as on Linux; SIGKILL/SIGSTOP never.
+            let init_ignores = || {
+                !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler()
+                    && (!t.proc.inner.lock().blocked.contains(sig) || sig == ks::SIGKILL || sig == ks::SIGSTOP)
+            };
+            if t.pid == 1 && !crate::init::command_mode() && init_ignores() {
                 continue;
             }
             crate::signal::send(&t, sig, ks::SI_USER, me.pid);
@@ -220,6 +222,29 @@ pub fn rt_sigsuspend(mask: u64, size: u64) -> KResult<u64> {
     let _ = sched::wait_event(0x7a00_0000_0000 | u64::from(me.pid), true, None, || None::<()>);
     me.proc.inner.lock().saved_mask = Some(old);
     Err(Errno::EINTR)
+}
+
+pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, size: u64) -> KResult<u64> {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let user = User::current()?;
+    let set = SigSet::decode(&user.read(set, 8)?)?;
+    let deadline = if timeout == 0 {
+        None
+    } else {
+        let sec = user.read_u64(timeout)?;
+        let nsec = user.read_u64(timeout + 8)?;
+        if nsec >= 1_000_000_000 {
+            return Err(Errno::EINVAL);
+        }
+        Some(crate::time::now_ns().saturating_add(sec.saturating_mul(1_000_000_000)).saturating_add(nsec))
+    };
+    let (sig, si) = crate::signal::timed_wait(set, deadline)?;
+    if info != 0 {
+        user.write(info, &si.encode())?;
+    }
+    Ok(u64::from(sig))
 }
 
 pub fn pause() -> KResult<u64> {
