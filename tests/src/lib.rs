@@ -579,6 +579,56 @@ pub mod pty {
     }
 }
 
+/// The master side of a pty with a shell on its slave, and what has been read but not yet
+/// consumed.
+pub struct Terminal {
+    /// The pty master.
+    pub master: std::fs::File,
+    pending: Vec<u8>,
+    prompt: &'static str,
+}
+
+impl Terminal {
+    /// Waits up to `limit` for `needle`; returns the output up to and including it.
+    pub fn expect(&mut self, needle: &str, limit: std::time::Duration) -> String {
+        read_more_until(&mut self.master, &mut self.pending, needle, limit);
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        let end = text.find(needle).expect("read_more_until found it") + needle.len();
+        self.pending = text.as_bytes()[end..].to_vec();
+        text[..end].to_string()
+    }
+
+    /// Waits for the prompt.
+    pub fn prompt(&mut self, limit: std::time::Duration) -> String {
+        let prompt = self.prompt;
+        self.expect(prompt, limit)
+    }
+
+    /// Types `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.master, bytes).expect("write to the pty");
+    }
+}
+
+/// A child we started, killed (by its PID) if it is still running when a test gives up on it.
+pub struct Guarded(pub std::process::Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A fresh pty: its master, non-blocking for [`Terminal::expect`], and its slave.
+pub fn terminal(prompt: &'static str) -> (Terminal, std::fs::File) {
+    let (master, slave) = pty::open();
+    pty::set_nonblocking(&master);
+    (Terminal { master, pending: Vec::new(), prompt }, slave)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,15 +10,14 @@
 //! The tests that need no KVM check the judges themselves against the host's busybox.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use umlvm_tests::{
-    HOST_BUSYBOX, Run, TempDir, boot_initramfs, busybox_initramfs, console_text, host_busybox_sh, line_diff,
-    pty, read_more_until, require_kvm, umlvm_bin,
+    Guarded, HOST_BUSYBOX, Run, TempDir, Terminal, boot_initramfs, busybox_initramfs, console_text,
+    host_busybox_sh, line_diff, pty, require_kvm, terminal, umlvm_bin,
 };
 
 /// Switches for a userland boot: no informational kernel lines on the console, a shell as init.
@@ -362,53 +361,6 @@ fn command_mode_exit_status_is_umlvms() {
 
 // ---------------------------------------------------------------------------------------------
 // A shell on a terminal.
-
-/// The master side of a pty with a shell on its slave, and what has been read but not yet
-/// consumed.
-struct Terminal {
-    master: File,
-    pending: Vec<u8>,
-    prompt: &'static str,
-}
-
-impl Terminal {
-    /// Waits up to `limit` for `needle`; returns the output up to and including it.
-    fn expect(&mut self, needle: &str, limit: Duration) -> String {
-        read_more_until(&mut self.master, &mut self.pending, needle, limit);
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
-        let end = text.find(needle).expect("read_more_until found it") + needle.len();
-        self.pending = text.as_bytes()[end..].to_vec();
-        text[..end].to_string()
-    }
-
-    fn prompt(&mut self, limit: Duration) -> String {
-        let prompt = self.prompt;
-        self.expect(prompt, limit)
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).expect("write to the pty");
-    }
-}
-
-/// A child we started, killed (by its PID) if it is still running when a test gives up on it.
-struct Guarded(Child);
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// A fresh pty: its master, non-blocking for [`Terminal::expect`], and its slave.
-fn terminal(prompt: &'static str) -> (Terminal, File) {
-    let (master, slave) = pty::open();
-    pty::set_nonblocking(&master);
-    (Terminal { master, pending: Vec::new(), prompt }, slave)
-}
 
 /// umlvm with its stdin and stdout (con0) on a pty, the guest's init a shell on con0.
 fn guest_shell_on_pty(log: &Path) -> (Terminal, Guarded) {
