@@ -5,8 +5,9 @@ CARGO       ?= cargo
 GUEST_TARGET = x86_64-unknown-none
 GUEST_DIR    = guest-kernel
 # Debian packages the tests use as judges and guest userland (installed when missing);
-# busybox-static and cpio build the test initramfs (tests/src/lib.rs: busybox_initramfs).
-DEB_PACKAGES = util-linux uml-utilities xvfb xterm xdotool busybox-static cpio
+# busybox-static and cpio build the test initramfs (tests/src/lib.rs: busybox_initramfs);
+# e2fsprogs (mke2fs -d, debugfs, e2fsck) is what `umlvm mkrootfs` and the ext2 tests run.
+DEB_PACKAGES = util-linux uml-utilities xvfb xterm xdotool busybox-static cpio e2fsprogs
 
 .PHONY: all run test bench setup setup-rust setup-debian build build-release check-kvm fmt clippy lint clean
 

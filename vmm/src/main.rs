@@ -7,6 +7,7 @@ mod initrd;
 mod kvm;
 mod logger;
 mod mconsole;
+mod mkrootfs;
 mod run;
 mod symbolize;
 mod sys;
@@ -56,6 +57,8 @@ enum Command {
     },
     /// Merge a UML COW file with its backing file (uml_moo).
     Moo(tools::MooArgs),
+    /// Build a bootable ext2 root filesystem image with busybox (as UML's root_fs images).
+    Mkrootfs(mkrootfs::MkrootfsArgs),
     /// Inspect or create UML COW files.
     #[command(subcommand)]
     Cow(tools::CowCommand),
@@ -222,6 +225,13 @@ fn main() -> ExitCode {
         }
         Command::List { uml_dir } => list_machines(uml_dir.as_deref()),
         Command::Moo(args) => match tools::moo(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::from(exit::CONFIG_ERROR)
+            }
+        },
+        Command::Mkrootfs(args) => match mkrootfs::mkrootfs(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 report(&e);
