@@ -145,10 +145,12 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         }
         None => None,
     };
-    if let Some(root) = cfg.ubd.iter().find(|u| u.index == 0)
-        && !root.file.exists()
-    {
-        return Err(RunError::NoRootFs(root.file.clone()));
+    // A COW layer is created when missing; its backing file (or a plain image) must exist.
+    if let Some(root) = cfg.ubd.iter().find(|u| u.index == 0) {
+        let image = root.backing.as_ref().unwrap_or(&root.file);
+        if !image.exists() {
+            return Err(RunError::NoRootFs(image.clone()));
+        }
     }
     if !cfg.command.is_empty()
         && cfg.initrd.is_none()
