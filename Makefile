@@ -40,9 +40,12 @@ check-kvm:
 	@test -e /dev/kvm || { echo "error: /dev/kvm is missing: umlvm needs KVM (hardware VMX/SVM or kvm_pvm)" >&2; exit 1; }
 	@if [ -d /sys/module/kvm_pvm ]; then echo "host KVM: kvm_pvm (PVM)"; else echo "host KVM: hardware virtualisation"; fi
 
-## run: build everything and boot the default machine.
-run: build-release check-kvm
-	./target/release/umlvm run
+## run: build everything, make the demo root_fs (busybox, ext2) once, and boot it to the
+## login prompt (root/root). `halt` in the guest ends it.
+ROOT_FS ?= root_fs
+run: build-release check-kvm setup-debian
+	@test -e $(ROOT_FS) || ./target/release/umlvm mkrootfs $(ROOT_FS) --size 256M
+	./target/release/umlvm run --rootfs $(ROOT_FS)
 
 ## test: everything CI checks (unit tests, guest-logic tests on the host, end-to-end boots).
 test: setup build check-kvm
