@@ -260,6 +260,11 @@ fn main() {
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     let pvm_host = std::path::Path::new("/sys/module/kvm_pvm").exists();
     println!("# umlvm benchmarks: {umlvm}, host {}", if pvm_host { "kvm_pvm" } else { "hardware KVM" });
+    // BENCH_ONLY=user runs only the user-space section (quicker while working on it).
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "user") {
+        userland_benchmarks(&umlvm, runs.max(20));
+        return;
+    }
     println!();
     println!("## Boot");
     println!();
@@ -277,4 +282,111 @@ fn main() {
     report("pvm=off, no self-checks", (runs / 3).max(5), &umlvm, &["pvm=off", "selftest=none"]);
     guest_benchmarks(&umlvm);
     block_benchmarks(&umlvm);
+    userland_benchmarks(&umlvm, runs.max(20));
+}
+
+/// Whole-process wall time of one `umlvm ARGS` run, microseconds.
+fn wall_of(umlvm: &str, args: &[&str]) -> u64 {
+    let start = Instant::now();
+    let child = Command::new(umlvm)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let (status, _) = wait_with_rusage(child.expect("spawn umlvm").id());
+    assert_eq!(status, 0, "umlvm {args:?} failed");
+    start.elapsed().as_micros() as u64
+}
+
+/// A file tree of about `mib` MiB: 20 directories of files of 8 KiB to 1 MiB.
+fn make_tree(root: &std::path::Path, mib: usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0usize;
+    while total < mib << 20 {
+        let dir = root.join(format!("d{:02}", n % 20));
+        std::fs::create_dir_all(&dir).expect("tree dir");
+        let size = 8192 << (n % 8);
+        let data: Vec<u8> = (0..size).map(|i| ((i * 31 + n * 7) % 251) as u8).collect();
+        std::fs::write(dir.join(format!("f{n:04}")), &data).expect("tree file");
+        total += size;
+        n += 1;
+    }
+    n
+}
+
+/// "uptime-before uptime-after" (seconds with two decimals) printed by a guest command around
+/// the work; the difference in milliseconds.
+fn guest_ms(console: &str, tag: &str) -> u64 {
+    let line =
+        console.lines().find(|l| l.starts_with(tag)).unwrap_or_else(|| panic!("no {tag} line in\n{console}"));
+    let v: Vec<f64> = line[tag.len()..].split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    ((v[1] - v[0]) * 1000.0).round() as u64
+}
+
+fn userland_benchmarks(umlvm: &str, runs: usize) {
+    println!();
+    println!("## User space (busybox)");
+    println!();
+    let dir = std::env::temp_dir().join(format!("umlvm-bench-user-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let root = dir.join("root_fs");
+    let made = Command::new(umlvm)
+        .args(["mkrootfs", root.to_str().unwrap(), "--size", "256M"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("umlvm mkrootfs");
+    assert!(made.success(), "umlvm mkrootfs failed");
+    let rootfs = root.to_str().unwrap();
+    let ci = ["run", "--rootfs", rootfs, "quiet", "--", "true"];
+    let _ = wall_of(umlvm, &ci);
+    let (median, min, p90) = stats((0..runs).map(|_| wall_of(umlvm, &ci)).collect());
+    println!("| command | runs | process wall, median (min .. p90) | target |");
+    println!("|---|---|---|---|");
+    println!(
+        "| `umlvm run --rootfs root_fs quiet -- true` (ext2 root, busybox) | {runs} | {} ({} .. {}) | < 50 ms |",
+        ms(median),
+        ms(min),
+        ms(p90)
+    );
+    println!();
+    // tar -x of a ~50 MiB tree into the ext2 root, then find | wc, in the guest and on the host.
+    let tree = dir.join("tree");
+    let files = make_tree(&tree, 50);
+    let tarball = dir.join("tree.tar");
+    let ok =
+        Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(&tree).arg(".").status().expect("tar");
+    assert!(ok.success());
+    let tar_mib = std::fs::metadata(&tarball).map(|m| m.len() >> 20).unwrap_or(0);
+    let script = "mkdir /t && cd /t && a=$(cut -d' ' -f1 /proc/uptime) && tar -xf /dev/ubdb && sync && \
+                  b=$(cut -d' ' -f1 /proc/uptime) && echo TAR $a $b && n=$(find /t | wc -l) && \
+                  c=$(cut -d' ' -f1 /proc/uptime) && echo FIND $b $c $n";
+    let ubd1 = format!("ubd1={}", tarball.display());
+    let out = Command::new(umlvm)
+        .args(["run", "--rootfs", rootfs, &ubd1, "mem=256M", "quiet", "--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("umlvm");
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let (g_tar, g_find) = (guest_ms(&console, "TAR "), guest_ms(&console, "FIND "));
+    let host_dir = dir.join("host-x");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let t0 = Instant::now();
+    let ok = Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&host_dir).status().expect("tar");
+    let _ = Command::new("sync").status();
+    let h_tar = t0.elapsed().as_millis() as u64;
+    let t0 = Instant::now();
+    let found =
+        Command::new("sh").arg("-c").arg(format!("find {} | wc -l", host_dir.display())).output().unwrap();
+    let h_find = t0.elapsed().as_millis() as u64;
+    assert!(ok.success() && found.status.success());
+    println!(
+        "| {tar_mib} MiB tar ({files} files, 20 directories) | guest (ext2 on ubd, PVM mode) | host (tar + sync into {}) |",
+        std::env::temp_dir().display()
+    );
+    println!("|---|---|---|");
+    println!("| `tar -xf` + `sync` | {g_tar} ms | {h_tar} ms |");
+    println!("| `find | wc -l` | {g_find} ms | {h_find} ms |");
+    let _ = std::fs::remove_dir_all(&dir);
 }

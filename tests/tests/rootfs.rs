@@ -21,7 +21,10 @@ fn mkrootfs(dir: &Path, size: &str) -> PathBuf {
 /// `e2fsck -fn IMAGE`: (exit status, output).
 fn e2fsck(image: &Path) -> (Option<i32>, String) {
     let out = Command::new("e2fsck").arg("-fn").arg(image).output().expect("e2fsck (package e2fsprogs)");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 fn assert_clean(image: &Path) {
@@ -31,7 +34,8 @@ fn assert_clean(image: &Path) {
 
 /// `debugfs -R 'cat PATH' IMAGE`.
 fn debugfs_cat(image: &Path, path: &str) -> String {
-    let out = Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).output().expect("debugfs");
+    let out =
+        Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).output().expect("debugfs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -111,11 +115,15 @@ fn cow_layer_keeps_the_backing_file_and_uml_moo_merges_it() {
     let before = std::fs::read(&image).unwrap();
     let cow = dir.join("cow.root");
     let spec = format!("ubd0={},{}", cow.display(), image.display());
-    run_ci(&[&spec, "quiet"], &["sh", "-c", "echo through-cow > /cowfile; mkdir /cowdir; cp /etc/passwd /cowdir/"])
-        .assert_status(0);
+    run_ci(
+        &[&spec, "quiet"],
+        &["sh", "-c", "echo through-cow > /cowfile; mkdir /cowdir; cp /etc/passwd /cowdir/"],
+    )
+    .assert_status(0);
     assert!(std::fs::read(&image).unwrap() == before, "the backing file is byte-identical");
     let merged = dir.join("merged");
-    let out = Command::new("uml_moo").arg(&cow).arg(&merged).output().expect("uml_moo (package uml-utilities)");
+    let out =
+        Command::new("uml_moo").arg(&cow).arg(&merged).output().expect("uml_moo (package uml-utilities)");
     assert!(out.status.success(), "uml_moo: {}", String::from_utf8_lossy(&out.stderr));
     assert_clean(&merged);
     assert_eq!(debugfs_cat(&merged, "/cowfile"), "through-cow\n");
@@ -132,7 +140,8 @@ fn guest_mke2fs_makes_a_file_system_e2fsck_accepts() {
     drop(f);
     let root = ["--rootfs", image.to_str().unwrap()];
     let ubd4 = format!("ubd4={}", new_fs.display());
-    let script = "mke2fs -q /dev/ubde && mount /dev/ubde /mnt && cp -a /bin /mnt && umount /mnt && echo copied";
+    let script =
+        "mke2fs -q /dev/ubde && mount /dev/ubde /mnt && cp -a /bin /mnt && umount /mnt && echo copied";
     let r = run_ci(&[root[0], root[1], &ubd4, "quiet"], &["sh", "-c", script]);
     r.assert_status(0).assert_stdout("copied");
     assert_clean(&new_fs);
@@ -174,7 +183,10 @@ fn sigkill_during_heavy_writes_never_ruins_the_image() {
             let out = Command::new("uml_moo").arg(&cow).arg(&merged).output().unwrap();
             assert!(out.status.success(), "round {round}: uml_moo: {}", String::from_utf8_lossy(&out.stderr));
             let repaired = Command::new("e2fsck").arg("-fy").arg(&merged).output().unwrap();
-            assert!(repaired.status.code().is_some_and(|c| c < 4), "round {round}: merged image beyond repair");
+            assert!(
+                repaired.status.code().is_some_and(|c| c < 4),
+                "round {round}: merged image beyond repair"
+            );
             std::fs::remove_file(&cow).unwrap();
         }
         // A power cut may leave things to fix, never an unreadable image.
@@ -202,7 +214,8 @@ fn bad_root_file_systems_are_refused_clearly() {
     let zeros = dir.join("zeros");
     File::create(&zeros).unwrap().set_len(8 << 20).unwrap();
     let r = run_ci(&["--rootfs", zeros.to_str().unwrap(), "quiet"], &["true"]);
-    r.assert_status(122).assert_stdout("cannot mount the root file system /dev/ubda: ext2: not an ext2 file system");
+    r.assert_status(122)
+        .assert_stdout("cannot mount the root file system /dev/ubda: ext2: not an ext2 file system");
     // ext4 with features we do not handle.
     let ext4 = dir.join("ext4");
     File::create(&ext4).unwrap().set_len(16 << 20).unwrap();

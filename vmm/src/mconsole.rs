@@ -272,24 +272,40 @@ pub struct GuestRequests {
     sock: UnixDatagram,
     waiting: Mutex<Option<(SocketAddr, std::time::Instant)>>,
     seq: std::sync::atomic::AtomicU32,
-    symbols: Mutex<Option<Arc<crate::symbolize::Symbols>>>,
+    /// Where the guest kernel's symbols come from, and (built on first use: parsing them
+    /// costs about 20 ms) the symbols themselves.
+    symbols: Mutex<(Option<crate::config::KernelSource>, Option<Arc<crate::symbolize::Symbols>>)>,
 }
 
 /// How long the guest may take to answer before the request is given up.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GuestRequests {
-    /// The guest kernel's symbols, to name the addresses of `stack` replies.
-    pub fn set_symbols(&self, symbols: crate::symbolize::Symbols) {
+    /// Where the guest kernel's symbols are, to name the addresses of `stack` replies.
+    pub fn set_kernel(&self, kernel: crate::config::KernelSource) {
         if let Ok(mut s) = self.symbols.lock() {
-            *s = Some(Arc::new(symbols));
+            *s = (Some(kernel), None);
         }
+    }
+
+    /// The kernel's symbols, parsed the first time they are needed.
+    fn symbols(&self) -> Option<Arc<crate::symbolize::Symbols>> {
+        let mut s = self.symbols.lock().ok()?;
+        if s.1.is_none() {
+            let elf = match s.0.as_ref()? {
+                crate::config::KernelSource::Embedded => crate::run::EMBEDDED_KERNEL.to_vec(),
+                crate::config::KernelSource::File(p) => std::fs::read(p).ok()?,
+            };
+            s.1 = Some(Arc::new(crate::symbolize::Symbols::from_elf(&elf)));
+        }
+        s.1.clone()
     }
 
     /// The guest finished a request with `reply` (read from the mailbox by the caller).
     pub fn complete(&self, error: bool, reply: &str) {
         let Some((to, _)) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
-        let symbols = self.symbols.lock().ok().and_then(|s| s.clone());
+        let wants_names = reply.lines().any(|l| l.trim_start().starts_with('#'));
+        let symbols = if wants_names { self.symbols() } else { None };
         let reply = match symbols {
             Some(syms) => name_frames(reply, &syms),
             None => reply.to_string(),
@@ -371,7 +387,7 @@ impl Server {
             sock: sock.try_clone()?,
             waiting: Mutex::new(None),
             seq: std::sync::atomic::AtomicU32::new(0),
-            symbols: Mutex::new(None),
+            symbols: Mutex::new((None, None)),
         });
         Ok(Self { sock, control, version, devices, requests, guest: None })
     }
@@ -625,7 +641,7 @@ mod tests {
             sock: sock.try_clone().unwrap(),
             waiting: Mutex::new(None),
             seq: std::sync::atomic::AtomicU32::new(0),
-            symbols: Mutex::new(None),
+            symbols: Mutex::new((None, None)),
         });
         let s = Server {
             sock,

@@ -198,7 +198,7 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
     let server = crate::mconsole::Server::bind(&socket_path, control.clone(), version, device_list)
         .map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
     log::info!("{}: mconsole (version 2) initialized on {}", umid_dir.umid, socket_path.display());
-    server.guest_requests().set_symbols(crate::symbolize::Symbols::from_elf(kernel));
+    server.guest_requests().set_kernel(cfg.kernel.clone());
     // con0 on the host terminal: raw mode, restored on every way out.
     let _raw = consoles
         .iter()

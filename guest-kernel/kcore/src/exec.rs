@@ -205,9 +205,22 @@ pub fn parse_elf(image: &[u8]) -> KResult<ElfPlan> {
     ElfPlan::parse(image).map_err(Errno::from)
 }
 
+/// Like [`parse_elf`] from the first bytes of a file of `file_size` bytes: the file header and
+/// the program header table must lie in `head` (they do in the first page of any executable a
+/// linker makes), segments are checked against `file_size`. The kernel reads only that much
+/// at `execve`; the segments are paged in on demand.
+pub fn parse_elf_head(head: &[u8], file_size: u64) -> KResult<ElfPlan> {
+    ElfPlan::parse_head(head, file_size).map_err(Errno::from)
+}
+
 impl ElfPlan {
     /// Parses an ELF image, giving the exact reason for a refusal (for the kernel log).
     pub fn parse(image: &[u8]) -> Result<Self, ElfError> {
+        Self::parse_head(image, image.len() as u64)
+    }
+
+    /// [`Self::parse`] from the first bytes `head` of a file of `file_size` bytes.
+    pub fn parse_head(image: &[u8], file_size: u64) -> Result<Self, ElfError> {
         let ehdr = parse_header(image)?;
         if ehdr.e_phentsize as u64 != PHDR_SIZE {
             return Err(ElfError::Malformed("e_phentsize is not 56"));
@@ -221,7 +234,7 @@ impl ElfPlan {
             .checked_add(table_len)
             .filter(|&end| end <= image.len() as u64)
             .map(|end| &image[ehdr.e_phoff as usize..end as usize])
-            .ok_or(ElfError::Malformed("program headers past the end of the file"))?;
+            .ok_or(ElfError::Malformed("program headers past the end of the file (or of its first page)"))?;
         let phdrs: Vec<ProgramHeader> =
             SegmentTable::new(LittleEndian, elf::file::Class::ELF64, table).iter().collect();
 
@@ -234,7 +247,7 @@ impl ElfPlan {
                 PT_PHDR => pt_phdr = Some(ph.p_vaddr),
                 PT_GNU_STACK => stack_exec = ph.p_flags & PF_X != 0,
                 PT_LOAD => {
-                    let seg = load_segment(ph, image.len() as u64)?;
+                    let seg = load_segment(ph, file_size.max(image.len() as u64))?;
                     if let Some(prev) = segments.last()
                         && seg.vaddr < prev.vaddr + prev.memsz
                     {

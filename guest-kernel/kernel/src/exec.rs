@@ -10,8 +10,10 @@ use umlvm_kcore::errno::{Errno, KResult};
 use umlvm_kcore::exec::{self as kexec, ElfPlan};
 use umlvm_kcore::vfs::{FileType, Inode};
 
-/// Largest executable read (bytes).
-const MAX_IMAGE: u64 = 256 << 20;
+/// Largest executable accepted (bytes).
+const MAX_IMAGE: u64 = 1 << 30;
+/// What `execve` reads of an executable: the ELF header and program headers are in it.
+const HEAD_BYTES: u64 = 16 * 1024;
 
 /// A program found for `execve`: its path, its file and its argument vector.
 pub type Resolved = (Vec<u8>, Arc<dyn Inode>, Vec<Vec<u8>>);
@@ -41,16 +43,13 @@ pub fn resolve(mut path: Vec<u8>, mut args: Vec<Vec<u8>>) -> KResult<Resolved> {
     Err(Errno::ELOOP)
 }
 
-/// Reads a whole regular file.
+/// Reads the first `limit` bytes (at most) of a regular file.
 pub fn read_all(inode: &Arc<dyn Inode>, limit: u64) -> KResult<Vec<u8>> {
     let md = inode.metadata();
     if md.file_type() != FileType::Regular {
         return Err(Errno::EACCES);
     }
-    if md.size > limit {
-        return Err(Errno::E2BIG);
-    }
-    let mut buf = vec![0u8; md.size as usize];
+    let mut buf = vec![0u8; md.size.min(limit) as usize];
     let mut done = 0;
     while done < buf.len() {
         let n = inode.read_at(done as u64, &mut buf[done..])?;
@@ -75,8 +74,12 @@ pub fn load(
     if md.file_type() != FileType::Regular || md.mode & 0o111 == 0 {
         return Err(Errno::EACCES);
     }
-    let image = read_all(&inode, MAX_IMAGE)?;
-    let plan: ElfPlan = kexec::parse_elf(&image)?;
+    if md.size > MAX_IMAGE {
+        return Err(Errno::E2BIG);
+    }
+    // Only the headers are read now; the segments are paged in from the file on demand.
+    let image = read_all(&inode, HEAD_BYTES)?;
+    let plan: ElfPlan = kexec::parse_elf_head(&image, md.size)?;
     let plan = plan.with_bias(plan.default_bias())?;
     drop(image);
     let mut mm = MemSpace::new()?;

@@ -368,3 +368,16 @@ fn initial_stack_limits() {
     assert_eq!(build_initial_stack(TOP + 8, b"/x", &[], &[], &[], [0; 16], b""), Err(Errno::EINVAL));
     assert_eq!(build_initial_stack(64, b"/x", &[b"a"], &[], &[], [0; 16], b"x86_64"), Err(Errno::EINVAL));
 }
+
+#[test]
+fn the_first_page_is_enough_for_a_plan() {
+    let Ok(image) = std::fs::read("/bin/busybox") else {
+        println!("skipped: /bin/busybox is missing (install busybox-static)");
+        return;
+    };
+    let full = parse_elf(&image).unwrap();
+    let head = parse_elf_head(&image[..4096], image.len() as u64).unwrap();
+    assert_eq!(full, head);
+    assert!(parse_elf_head(&image[..32], image.len() as u64).is_err(), "a truncated header is refused");
+    assert!(parse_elf_head(&image[..4096], 8192).is_err(), "segments past the stated size are refused");
+}

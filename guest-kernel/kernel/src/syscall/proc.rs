@@ -133,7 +133,9 @@ pub fn kill(pid: i64, sig: u32) -> KResult<u64> {
             // sigtimedwait, as busybox init does), as on Linux; SIGKILL/SIGSTOP never.
             let init_ignores = || {
                 !t.proc.handler_table().lock()[(sig - 1) as usize].has_handler()
-                    && (!t.proc.inner.lock().blocked.contains(sig) || sig == ks::SIGKILL || sig == ks::SIGSTOP)
+                    && (!t.proc.inner.lock().blocked.contains(sig)
+                        || sig == ks::SIGKILL
+                        || sig == ks::SIGSTOP)
             };
             if t.pid == 1 && !crate::init::command_mode() && init_ignores() {
                 continue;
