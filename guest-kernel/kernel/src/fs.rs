@@ -164,10 +164,37 @@ const CHUNK: u64 = 128 * 1024;
 /// Chunks kept (8 MiB).
 const CHUNKS: usize = 64;
 
+/// Largest run of contiguous writes gathered into one request.
+const WRITE_RUN: usize = 1 << 20;
+
 #[derive(Default)]
 struct ChunkCache {
     chunks: alloc::collections::BTreeMap<u64, (Vec<u8>, u64)>,
     clock: u64,
+    /// Contiguous writes not yet sent: (device offset, bytes). File systems write back
+    /// block by block, in block order; gathering them saves a request per block.
+    pending: Option<(u64, Vec<u8>)>,
+}
+
+impl UbdBlocks {
+    fn send_pending(&self, c: &mut ChunkCache) -> KResult<()> {
+        if let Some((at, data)) = c.pending.take() {
+            let n = crate::block::write_bytes(self.index, at, &data)?;
+            if n != data.len() {
+                return Err(Errno::EIO);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UbdBlocks {
+    fn drop(&mut self) {
+        let mut c = core::mem::take(&mut *self.cache.lock());
+        if let Err(e) = self.send_pending(&mut c) {
+            log::error!("ubd: write-back at release failed: {}", e.name());
+        }
+    }
 }
 
 impl UbdBlocks {
@@ -191,6 +218,8 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
             c.clock += 1;
             let now = c.clock;
             if !c.chunks.contains_key(&chunk) {
+                // The device must see gathered writes before it is read.
+                self.send_pending(&mut c)?;
                 let start = chunk * CHUNK;
                 let len = CHUNK.min(size - start) as usize;
                 let mut data = alloc::vec![0u8; len];
@@ -216,11 +245,19 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
         Ok(())
     }
     fn write(&self, offset: u64, buf: &[u8]) -> KResult<()> {
-        let n = crate::block::write_bytes(self.index, offset, buf)?;
-        if n != buf.len() {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > crate::block::size_bytes(self.index)) {
             return Err(Errno::EIO);
         }
         let mut c = self.cache.lock();
+        let extends = matches!(&c.pending, Some((at, data)) if at + data.len() as u64 == offset && data.len() + buf.len() <= WRITE_RUN);
+        if extends {
+            if let Some((_, data)) = c.pending.as_mut() {
+                data.extend_from_slice(buf);
+            }
+        } else {
+            self.send_pending(&mut c)?;
+            c.pending = Some((offset, buf.to_vec()));
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;
@@ -236,6 +273,10 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
         Ok(())
     }
     fn flush(&self) -> KResult<()> {
+        {
+            let mut c = self.cache.lock();
+            self.send_pending(&mut c)?;
+        }
         crate::block::flush_index(self.index)
     }
     fn size(&self) -> u64 {
