@@ -54,6 +54,8 @@ pub struct DeviceSlot {
     pub notify: Vec<EventFd>,
     /// The console this device serves, if it is one.
     pub console: Option<ConsoleName>,
+    /// The interrupt line's irqfd (the transport raises it through a clone).
+    pub irq: EventFd,
 }
 
 /// The devices of one machine.
@@ -62,6 +64,77 @@ pub struct Devices {
     pub slots: Vec<DeviceSlot>,
     /// The management-console interrupt ([`umlvm_boot::layout::CONTROL_GSI`]).
     control_irq: EventFd,
+    /// The MMIO windows, shared with the vCPU thread (hot-plugging changes them).
+    bus: MmioBus,
+}
+
+/// Device windows (and interrupt lines) in all: window `i` is at
+/// `DEVICE_MMIO_BASE + i * DEVICE_MMIO_LEN` with line `FIRST_DEVICE_GSI + i`.
+pub const DEVICE_SLOTS: usize = (GSI_COUNT - FIRST_DEVICE_GSI) as usize;
+
+/// The virtio-blk device for a ubd.
+pub fn block_device(spec: &UbdSpec, disk: &SharedDisk) -> Box<dyn VirtioDevice> {
+    Box::new(Block::new(Box::new(disk.clone()), &spec.guest_name()))
+}
+
+/// The guest's role tag for a ubd.
+pub fn block_role(spec: &UbdSpec) -> u32 {
+    device_role::make(device_role::UBD, u32::from(spec.index))
+}
+
+/// Puts `device` in window `i`: its interrupt line as an irqfd and one ioeventfd per queue.
+pub fn wire(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    i: usize,
+    device: Box<dyn VirtioDevice>,
+    role: u32,
+    console: Option<ConsoleName>,
+) -> Result<DeviceSlot, DeviceError> {
+    let base = DEVICE_MMIO_BASE + i as u64 * DEVICE_MMIO_LEN;
+    let gsi = FIRST_DEVICE_GSI + i as u32;
+    let queues = device.queue_max_sizes().len();
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
+    let raise = irq.try_clone().map_err(DeviceError::EventFd)?;
+    vm.register_irqfd(&irq, gsi).map_err(|e| DeviceError::Kvm("KVM_IRQFD", e))?;
+    let mut slot = DeviceSlot {
+        base,
+        gsi,
+        role,
+        transport: Arc::new(Mutex::new(MmioTransport::new(device, mem.clone(), Box::new(raise)))),
+        notify: Vec::with_capacity(queues),
+        console,
+        irq,
+    };
+    for q in 0..queues {
+        let registered = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd).and_then(|evt| {
+            vm.register_ioevent(&evt, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), q as u32)
+                .map_err(|e| DeviceError::Kvm("KVM_IOEVENTFD", e))
+                .map(|()| evt)
+        });
+        match registered {
+            Ok(evt) => slot.notify.push(evt),
+            Err(e) => {
+                unwire(vm, &slot);
+                return Err(e);
+            }
+        }
+    }
+    Ok(slot)
+}
+
+/// Undoes [`wire`]: the guest's writes to the queue registers and the interrupt line no
+/// longer reach the device.
+pub fn unwire(vm: &VmFd, slot: &DeviceSlot) {
+    for (q, evt) in slot.notify.iter().enumerate() {
+        if let Err(e) = vm.unregister_ioevent(evt, &IoEventAddress::Mmio(slot.base + QUEUE_NOTIFY), q as u32)
+        {
+            log::warn!("window {:#x}: KVM_IOEVENTFD (deassign): {e}", slot.base);
+        }
+    }
+    if let Err(e) = vm.unregister_irqfd(&slot.irq, slot.gsi) {
+        log::warn!("GSI {}: KVM_IRQFD (deassign): {e}", slot.gsi);
+    }
 }
 
 /// A device to create.
@@ -81,20 +154,13 @@ impl Devices {
     ) -> Result<Self, DeviceError> {
         let specs: Vec<Spec<'_>> =
             ubds.iter().map(|(s, d)| Spec::Block(s, d)).chain(consoles.iter().map(Spec::Console)).collect();
-        let max = (GSI_COUNT - FIRST_DEVICE_GSI) as usize;
-        if specs.len() > max {
-            return Err(DeviceError::TooMany(specs.len(), max));
+        if specs.len() > DEVICE_SLOTS {
+            return Err(DeviceError::TooMany(specs.len(), DEVICE_SLOTS));
         }
         let mut slots = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
-            let base = DEVICE_MMIO_BASE + i as u64 * DEVICE_MMIO_LEN;
-            let gsi = FIRST_DEVICE_GSI + i as u32;
             let (device, role, console): (Box<dyn VirtioDevice>, u32, Option<ConsoleName>) = match spec {
-                Spec::Block(s, disk) => (
-                    Box::new(Block::new(Box::new(disk.clone()), &s.guest_name())),
-                    device_role::make(device_role::UBD, u32::from(s.index)),
-                    None,
-                ),
+                Spec::Block(s, disk) => (block_device(s, disk), block_role(s), None),
                 Spec::Console(c) => {
                     let class = match c.name.kind {
                         ConsoleKind::Con => device_role::CON,
@@ -103,30 +169,16 @@ impl Devices {
                     (Box::new(c.device()), device_role::make(class, u32::from(c.name.unit)), Some(c.name))
                 }
             };
-            let queues = device.queue_max_sizes().len();
-            let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-            vm.register_irqfd(&irq, gsi).map_err(|e| DeviceError::Kvm("KVM_IRQFD", e))?;
-            let mut notify = Vec::with_capacity(queues);
-            for q in 0..queues {
-                let evt = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-                vm.register_ioevent(&evt, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), q as u32)
-                    .map_err(|e| DeviceError::Kvm("KVM_IOEVENTFD", e))?;
-                notify.push(evt);
-            }
-            let transport = MmioTransport::new(device, mem.clone(), Box::new(irq));
-            slots.push(DeviceSlot {
-                base,
-                gsi,
-                role,
-                transport: Arc::new(Mutex::new(transport)),
-                notify,
-                console,
-            });
+            slots.push(wire(vm, mem, i, device, role, console)?);
+        }
+        let bus = MmioBus::default();
+        for s in &slots {
+            bus.insert(s.base, s.transport.clone());
         }
         let control_irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
         vm.register_irqfd(&control_irq, umlvm_boot::layout::CONTROL_GSI)
             .map_err(|e| DeviceError::Kvm("KVM_IRQFD", e))?;
-        Ok(Self { slots, control_irq })
+        Ok(Self { slots, control_irq, bus })
     }
 
     /// A handle on the management-console interrupt.
@@ -150,7 +202,7 @@ impl Devices {
 
     /// The bus the vCPU thread dispatches MMIO exits on.
     pub fn bus(&self) -> MmioBus {
-        MmioBus { windows: self.slots.iter().map(|s| (s.base, s.transport.clone())).collect() }
+        self.bus.clone()
     }
 
     /// The console devices' transports, by console name.
@@ -168,18 +220,42 @@ pub fn linux_cmdline(table: &[DeviceEntry]) -> String {
         .join(" ")
 }
 
-/// MMIO dispatch for the vCPU thread.
+/// A device window on the bus.
+type Window = (u64, Arc<Mutex<MmioTransport>>);
+
+/// MMIO dispatch for the vCPU thread; clones share the windows, so a device hot-plugged from
+/// the event loop appears to the vCPU at once.
 #[derive(Clone, Default)]
 pub struct MmioBus {
-    windows: Vec<(u64, Arc<Mutex<MmioTransport>>)>,
+    windows: Arc<std::sync::RwLock<Vec<Window>>>,
 }
 
 impl MmioBus {
-    fn find(&self, addr: u64) -> Option<(u64, &Arc<Mutex<MmioTransport>>)> {
-        self.windows
+    fn find(&self, addr: u64) -> Option<(u64, Arc<Mutex<MmioTransport>>)> {
+        let windows = self.windows.read().ok()?;
+        windows
             .iter()
             .find(|(base, _)| (*base..base + DEVICE_MMIO_LEN).contains(&addr))
-            .map(|(base, t)| (addr - base, t))
+            .map(|(base, t)| (addr - base, t.clone()))
+    }
+
+    /// Adds a window at `base`.
+    pub fn insert(&self, base: u64, transport: Arc<Mutex<MmioTransport>>) {
+        if let Ok(mut w) = self.windows.write() {
+            w.push((base, transport));
+        }
+    }
+
+    /// Removes the window at `base`.
+    pub fn remove(&self, base: u64) {
+        if let Ok(mut w) = self.windows.write() {
+            w.retain(|(b, _)| *b != base);
+        }
+    }
+
+    /// Whether a window is at `base`.
+    pub fn has(&self, base: u64) -> bool {
+        self.windows.read().is_ok_and(|w| w.iter().any(|(b, _)| *b == base))
     }
 
     /// Handles a guest read; `false` if no device is there.

@@ -3,6 +3,7 @@
 mod config;
 mod devices;
 mod exit;
+mod hotplug;
 mod initrd;
 mod kvm;
 mod logger;

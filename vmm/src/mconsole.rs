@@ -254,9 +254,9 @@ const HELP: &str = "Commands:
     help - Print this message
     halt - Halt UML
     reboot - Reboot UML
-    config <dev>=<config> - Add a new device to UML; same syntax as command line (not yet in umlvm)
+    config <dev>=<config> - Add a new device to UML; same syntax as command line
     config <dev> - Query the configuration of a device
-    remove <dev> - Remove a device from UML (not yet in umlvm)
+    remove <dev> - Remove a device from UML
     sysrq <letter> - Performs the SysRq action controlled by the letter
     cad - invoke the Ctrl-Alt-Del handler
     stop - pause the UML; it will do nothing until it receives a 'go'
@@ -266,21 +266,81 @@ const HELP: &str = "Commands:
     stack <pid> - returns the stack of the specified pid
 ";
 
+/// What the event loop does once the guest answered a hot-plug request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The guest was asked to take hot-plugged ubd N.
+    Attach(u8),
+    /// The guest was asked to let go of ubd N.
+    Detach(u8),
+}
+
+/// A request the guest is answering.
+struct Waiting {
+    to: SocketAddr,
+    since: std::time::Instant,
+    action: Option<Action>,
+}
+
+/// A hot-plug request the guest answered (or did not, in time), for the event loop.
+struct Finished {
+    to: SocketAddr,
+    error: bool,
+    text: String,
+    action: Action,
+    timed_out: bool,
+}
+
 /// Guest-side requests in flight: the client waiting for the guest's reply. The vCPU thread
-/// sends the reply when the guest reports it ([`umlvm_boot::ports::CONTROL_DONE`]).
+/// sends the reply when the guest reports it ([`umlvm_boot::ports::CONTROL_DONE`]); replies to
+/// hot-plug requests go through the event loop, which owns the devices.
 pub struct GuestRequests {
     sock: UnixDatagram,
-    waiting: Mutex<Option<(SocketAddr, std::time::Instant)>>,
+    waiting: Mutex<Option<Waiting>>,
     seq: std::sync::atomic::AtomicU32,
     /// Where the guest kernel's symbols come from, and (built on first use: parsing them
     /// costs about 20 ms) the symbols themselves.
     symbols: Mutex<(Option<crate::config::KernelSource>, Option<Arc<crate::symbolize::Symbols>>)>,
+    finished: Mutex<Vec<Finished>>,
+    /// Wakes the event loop when `finished` has something.
+    wake: vmm_sys_util::eventfd::EventFd,
 }
 
 /// How long the guest may take to answer before the request is given up.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GuestRequests {
+    fn new(sock: UnixDatagram) -> std::io::Result<Self> {
+        Ok(Self {
+            sock,
+            waiting: Mutex::new(None),
+            seq: std::sync::atomic::AtomicU32::new(0),
+            symbols: Mutex::new((None, None)),
+            finished: Mutex::new(Vec::new()),
+            wake: vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)?,
+        })
+    }
+
+    /// Hands a hot-plug outcome to the event loop.
+    fn finish(&self, w: Waiting, action: Action, error: bool, text: String, timed_out: bool) {
+        if let Ok(mut f) = self.finished.lock() {
+            f.push(Finished { to: w.to, error, text, action, timed_out });
+        }
+        let _ = self.wake.write(1);
+    }
+
+    /// Tells the client of `w` that the guest did not answer.
+    fn give_up(&self, w: Waiting) {
+        match w.action {
+            Some(a) => self.finish(w, a, true, String::new(), true),
+            None => {
+                for d in encode_reply(true, "the guest did not answer") {
+                    let _ = send_datagram(&self.sock, &d, &w.to);
+                }
+            }
+        }
+    }
+
     /// Where the guest kernel's symbols are, to name the addresses of `stack` replies.
     pub fn set_kernel(&self, kernel: crate::config::KernelSource) {
         if let Ok(mut s) = self.symbols.lock() {
@@ -303,7 +363,12 @@ impl GuestRequests {
 
     /// The guest finished a request with `reply` (read from the mailbox by the caller).
     pub fn complete(&self, error: bool, reply: &str) {
-        let Some((to, _)) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
+        let Some(w) = self.waiting.lock().ok().and_then(|mut w| w.take()) else { return };
+        if let Some(action) = w.action {
+            self.finish(w, action, error, reply.to_string(), false);
+            return;
+        }
+        let to = w.to;
         let wants_names = reply.lines().any(|l| l.trim_start().starts_with('#'));
         let symbols = if wants_names { self.symbols() } else { None };
         let reply = match symbols {
@@ -317,14 +382,12 @@ impl GuestRequests {
 
     /// Gives up a request the guest has not answered in time, telling its client.
     pub fn expire(&self) {
-        let Ok(mut w) = self.waiting.lock() else { return };
-        if let Some((to, since)) = w.as_ref()
-            && since.elapsed() >= GUEST_TIMEOUT
-        {
-            for d in encode_reply(true, "the guest did not answer") {
-                let _ = send_datagram(&self.sock, &d, to);
-            }
-            *w = None;
+        let expired = {
+            let Ok(mut w) = self.waiting.lock() else { return };
+            if w.as_ref().is_some_and(|w| w.since.elapsed() >= GUEST_TIMEOUT) { w.take() } else { None }
+        };
+        if let Some(w) = expired {
+            self.give_up(w);
         }
     }
 }
@@ -358,6 +421,8 @@ pub struct GuestLink {
     pub mem: vm_memory::GuestMemoryMmap,
     /// The control interrupt (an irqfd on [`umlvm_boot::layout::CONTROL_GSI`]).
     pub irq: vmm_sys_util::eventfd::EventFd,
+    /// Where hot-plugged devices go.
+    pub slots: crate::hotplug::Slots,
 }
 
 /// The server: answers requests on the socket from the event loop.
@@ -368,6 +433,24 @@ pub struct Server {
     devices: Vec<(String, String)>,
     requests: Arc<GuestRequests>,
     guest: Option<GuestLink>,
+    /// Devices hot-plugged into this machine.
+    hot: Vec<crate::hotplug::HotDevice>,
+}
+
+/// Event data of the hot-plugged devices' queue notifications: `NOTIFY_TAG | unit << 8 |
+/// queue`; the socket and the wake-up eventfd carry 0 and 1.
+const NOTIFY_TAG: u32 = 1 << 16;
+/// Event data of the wake-up eventfd.
+const WAKE_TAG: u32 = 1;
+
+/// What the hot-plug commands made of a request.
+enum Plug {
+    /// Not a hot-plug command.
+    NotMine,
+    /// Answer now.
+    Reply(bool, String),
+    /// The guest was asked; the reply comes later.
+    Asked,
 }
 
 impl Server {
@@ -383,13 +466,8 @@ impl Server {
         let sock = UnixDatagram::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         sock.set_nonblocking(true)?;
-        let requests = Arc::new(GuestRequests {
-            sock: sock.try_clone()?,
-            waiting: Mutex::new(None),
-            seq: std::sync::atomic::AtomicU32::new(0),
-            symbols: Mutex::new((None, None)),
-        });
-        Ok(Self { sock, control, version, devices, requests, guest: None })
+        let requests = Arc::new(GuestRequests::new(sock.try_clone()?)?);
+        Ok(Self { sock, control, version, devices, requests, guest: None, hot: Vec::new() })
     }
 
     /// A handle on the socket for a (new) machine whose guest side is `guest`.
@@ -398,6 +476,9 @@ impl Server {
             // A request the previous machine never answered is lost with it.
             w.take();
         }
+        if let Ok(mut f) = self.requests.finished.lock() {
+            f.clear();
+        }
         Ok(Self {
             sock: self.sock.try_clone()?,
             control: self.control.clone(),
@@ -405,6 +486,7 @@ impl Server {
             devices: self.devices.clone(),
             requests: self.requests.clone(),
             guest: Some(guest),
+            hot: Vec::new(),
         })
     }
 
@@ -421,7 +503,7 @@ impl Server {
 
     /// Hands `line` to the guest; the reply goes out when the guest is done. Returns an
     /// immediate error reply if the guest cannot take it now.
-    fn forward_to_guest(&self, line: &str, from: &SocketAddr) -> Option<String> {
+    fn forward_to_guest(&self, line: &str, from: &SocketAddr, action: Option<Action>) -> Option<String> {
         use umlvm_boot::abi::control::{REQUEST, REQUEST_LEN, REQUEST_MAX, REQUEST_SEQ};
         use vm_memory::{Bytes, GuestAddress};
         let Some(guest) = &self.guest else { return Some("no machine".into()) };
@@ -429,13 +511,13 @@ impl Server {
             return Some("the machine is stopped; 'go' first".into());
         }
         let Ok(mut waiting) = self.requests.waiting.lock() else { return Some("internal error".into()) };
-        if let Some((old, since)) = waiting.as_ref() {
-            if since.elapsed() < GUEST_TIMEOUT {
+        if let Some(old) = waiting.as_ref() {
+            if old.since.elapsed() < GUEST_TIMEOUT {
                 return Some("busy: the guest is still answering another request".into());
             }
             // The guest never answered the previous request: tell that client and move on.
-            for d in encode_reply(true, "the guest did not answer") {
-                let _ = send_datagram(&self.sock, &d, old);
+            if let Some(old) = waiting.take() {
+                self.requests.give_up(old);
             }
         }
         let text = &line.as_bytes()[..line.len().min(REQUEST_MAX)];
@@ -447,7 +529,7 @@ impl Server {
         if !written {
             return Some("cannot reach the guest's mailbox".into());
         }
-        *waiting = Some((from.clone(), std::time::Instant::now()));
+        *waiting = Some(Waiting { to: from.clone(), since: std::time::Instant::now(), action });
         drop(waiting);
         if guest.irq.write(1).is_err() {
             self.requests.waiting.lock().ok().and_then(|mut w| w.take());
@@ -481,15 +563,208 @@ impl Server {
                 Ok(()) => (false, String::new(), None),
                 Err(e) => (true, e.into(), None),
             },
-            "config" if !arg.contains('=') => match self.devices.iter().find(|(d, _)| d == arg) {
-                Some((_, spec)) => (false, spec.clone(), None),
+            "config" if !arg.contains('=') => match self.describe(arg) {
+                Some(spec) => (false, spec, None),
                 None if arg.is_empty() => (true, "config: which device?".into(), None),
                 None => (true, format!("{arg}: no such device"), None),
             },
-            "config" => (true, "hot-plugging devices is not supported by umlvm yet".into(), None),
-            "remove" => (true, "removing devices is not supported by umlvm yet".into(), None),
+            // Hot-plugging needs the event loop (`Server::plug`); without a machine:
+            "config" | "remove" => (true, "no machine".into(), None),
             _ => (true, String::new(), None),
         }
+    }
+
+    /// How device `name` was configured: on the command line or hot-plugged.
+    fn describe(&self, name: &str) -> Option<String> {
+        if let Some((_, spec)) = self.devices.iter().find(|(d, _)| d == name) {
+            return Some(spec.clone());
+        }
+        self.hot
+            .iter()
+            .find(|h| h.attached && format!("ubd{}", h.unit()) == name)
+            .map(|h| crate::run::describe_ubd(&h.spec))
+    }
+
+    /// `config DEV=SPEC` and `remove DEV`: hot-plugging.
+    fn plug(&mut self, line: &str, from: &SocketAddr, ops: &mut EventOps) -> Plug {
+        let line = line.trim();
+        let (cmd, arg) = line.split_once(char::is_whitespace).map_or((line, ""), |(c, a)| (c, a.trim()));
+        if cmd.starts_with("config") {
+            let Some((key, value)) = arg.split_once('=') else { return Plug::NotMine };
+            return match self.config_device(key.trim(), value.trim(), from, ops) {
+                Ok(()) => Plug::Asked,
+                Err(e) => Plug::Reply(true, e),
+            };
+        }
+        if cmd.starts_with("remove") {
+            return match self.remove_device(arg, from) {
+                Ok(()) => Plug::Asked,
+                Err(e) => Plug::Reply(true, e),
+            };
+        }
+        Plug::NotMine
+    }
+
+    /// Whether the guest can take a request now.
+    fn guest_ready(&self) -> Result<(), String> {
+        if self.guest.is_none() {
+            return Err("no machine".into());
+        }
+        if self.control.is_stopped() {
+            return Err("the machine is stopped; 'go' first".into());
+        }
+        if self.requests.waiting.lock().map(|w| w.is_some()).unwrap_or(true) {
+            return Err("busy: the guest is still answering another request".into());
+        }
+        Ok(())
+    }
+
+    /// `config KEY=VALUE`.
+    fn config_device(
+        &mut self,
+        key: &str,
+        value: &str,
+        from: &SocketAddr,
+        ops: &mut EventOps,
+    ) -> Result<(), String> {
+        if key.starts_with("eth") {
+            return Err(format!("{key}: network devices are not supported yet"));
+        }
+        if key.starts_with("con") || key.starts_with("ssl") {
+            return Err(format!("{key}: re-attaching console channels is not supported yet"));
+        }
+        let spec = match umlvm_devices::ubd::parse_switch(key, value) {
+            Ok(Some(spec)) => spec,
+            Ok(None) => {
+                return Err(format!("config {key}={value}: unknown device (ubdN=FILE or ubdN=COW,BACKING)"));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let name = format!("ubd{}", spec.index);
+        if self.devices.iter().any(|(d, _)| *d == name) || self.hot.iter().any(|h| h.unit() == spec.index) {
+            return Err(format!("{name} is already attached"));
+        }
+        self.guest_ready()?;
+        let Some(guest) = &self.guest else { return Err("no machine".into()) };
+        let dev = guest.slots.add(spec)?;
+        let unit = dev.unit();
+        for (q, evt) in dev.notify().iter().enumerate() {
+            let data = NOTIFY_TAG | u32::from(unit) << 8 | q as u32;
+            if let Err(e) = ops.add(Events::with_data(evt, data, EventSet::IN)) {
+                log::error!("{name}: cannot watch queue {q}: {e}");
+            }
+        }
+        let request = dev.guest_request();
+        self.hot.push(dev);
+        if let Some(err) = self.forward_to_guest(&request, from, Some(Action::Attach(unit))) {
+            self.drop_device(unit, ops);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// `remove ubdN`.
+    fn remove_device(&mut self, arg: &str, from: &SocketAddr) -> Result<(), String> {
+        let unit = arg
+            .strip_prefix("ubd")
+            .and_then(|n| n.parse::<u8>().ok())
+            .filter(|&n| n < umlvm_devices::ubd::MAX_UBD);
+        let Some(unit) = unit else {
+            return Err(match arg {
+                "" => "remove: which device?".into(),
+                a if a.starts_with("con") || a.starts_with("ssl") => {
+                    format!("{a}: consoles cannot be removed (config {a}=CHANNEL re-attaches one)")
+                }
+                a if a.starts_with("eth") => format!("{a}: network devices are not supported yet"),
+                a => format!("{a}: not a device umlvm can remove (ubd0 to ubd15)"),
+            });
+        };
+        let name = format!("ubd{unit}");
+        if !self.hot.iter().any(|h| h.unit() == unit) {
+            return Err(if self.devices.iter().any(|(d, _)| *d == name) {
+                format!("{name} was attached at boot; umlvm removes only hot-plugged devices")
+            } else {
+                format!("{name} is not attached")
+            });
+        }
+        if !self.hot.iter().any(|h| h.unit() == unit && h.attached) {
+            return Err(format!("{name} is still being attached"));
+        }
+        self.guest_ready()?;
+        match self.forward_to_guest(&format!("unplug ubd {unit}"), from, Some(Action::Detach(unit))) {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes hot-plugged ubd `unit` down.
+    fn drop_device(&mut self, unit: u8, ops: &mut EventOps) {
+        let Some(i) = self.hot.iter().position(|h| h.unit() == unit) else { return };
+        let dev = self.hot.remove(i);
+        for (q, evt) in dev.notify().iter().enumerate() {
+            let data = NOTIFY_TAG | u32::from(unit) << 8 | q as u32;
+            let _ = ops.remove(Events::with_data(evt, data, EventSet::IN));
+        }
+        if let Some(guest) = &self.guest {
+            guest.slots.remove(dev);
+        }
+    }
+
+    /// Finishes hot-plug requests the guest answered.
+    fn finish_plugging(&mut self, ops: &mut EventOps) {
+        let _ = self.requests.wake.read();
+        let done: Vec<Finished> =
+            self.requests.finished.lock().map(|mut f| f.drain(..).collect()).unwrap_or_default();
+        for f in done {
+            let (err, text) = match (f.action, f.error, f.timed_out) {
+                (Action::Attach(unit), _, true) => {
+                    // The guest may yet take it: leave it attached, so it can be removed.
+                    if let Some(h) = self.hot.iter_mut().find(|h| h.unit() == unit) {
+                        h.attached = true;
+                    }
+                    (
+                        true,
+                        format!(
+                            "the guest did not answer; ubd{unit} stays attached ('remove ubd{unit}' detaches it)"
+                        ),
+                    )
+                }
+                (Action::Attach(unit), false, false) => {
+                    if let Some(h) = self.hot.iter_mut().find(|h| h.unit() == unit) {
+                        h.attached = true;
+                    }
+                    (false, f.text)
+                }
+                (Action::Attach(unit), true, false) => {
+                    self.drop_device(unit, ops);
+                    (true, f.text)
+                }
+                (Action::Detach(unit), _, true) => {
+                    (true, format!("the guest did not answer; ubd{unit} stays attached"))
+                }
+                (Action::Detach(unit), false, false) => {
+                    self.drop_device(unit, ops);
+                    (false, f.text)
+                }
+                (Action::Detach(_), true, false) => (true, f.text),
+            };
+            self.reply(&f.to, err, &text);
+        }
+    }
+
+    /// A hot-plugged device's queue notification.
+    fn notify_hot(&mut self, data: u32) {
+        let (unit, queue) = ((data >> 8 & 0xff) as u8, (data & 0xff) as usize);
+        let Some(dev) = self.hot.iter().find(|h| h.unit() == unit) else { return };
+        if let Some(evt) = dev.notify().get(queue) {
+            let _ = evt.read();
+        }
+        let transport = dev.transport().clone();
+        self.control.run_or_defer(move || {
+            if let Ok(mut t) = transport.lock() {
+                t.notify(queue);
+            }
+        });
     }
 
     /// Whether `line` is run by the guest kernel.
@@ -524,9 +799,17 @@ impl MutEventSubscriber for Server {
         if let Err(e) = ops.add(Events::new(&self.sock, EventSet::IN)) {
             log::error!("cannot watch the mconsole socket: {e}");
         }
+        if let Err(e) = ops.add(Events::with_data(&self.requests.wake, WAKE_TAG, EventSet::IN)) {
+            log::error!("cannot watch the mconsole's wake-up eventfd: {e}");
+        }
     }
 
-    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        match events.data() {
+            WAKE_TAG => return self.finish_plugging(ops),
+            d if d & NOTIFY_TAG != 0 => return self.notify_hot(d),
+            _ => {}
+        }
         // Bounded per wake-up so a flood cannot starve the rest of the loop.
         let mut buf = [0u8; 12 + DATA_LEN + 64];
         for _ in 0..64 {
@@ -556,8 +839,16 @@ impl MutEventSubscriber for Server {
             if let Some(e) = pre_error {
                 self.reply(&from, true, e);
             }
+            match self.plug(&line, &from, ops) {
+                Plug::NotMine => {}
+                Plug::Reply(err, text) => {
+                    self.reply(&from, err, &text);
+                    continue;
+                }
+                Plug::Asked => continue,
+            }
             if Self::is_guest_command(&line) {
-                if let Some(err) = self.forward_to_guest(line.trim(), &from) {
+                if let Some(err) = self.forward_to_guest(line.trim(), &from, None) {
                     self.reply(&from, true, &err);
                 }
                 continue;
@@ -637,12 +928,7 @@ mod tests {
     #[test]
     fn commands_match_by_prefix_and_unknown_ones_fail() {
         let sock = UnixDatagram::unbound().unwrap();
-        let requests = Arc::new(GuestRequests {
-            sock: sock.try_clone().unwrap(),
-            waiting: Mutex::new(None),
-            seq: std::sync::atomic::AtomicU32::new(0),
-            symbols: Mutex::new((None, None)),
-        });
+        let requests = Arc::new(GuestRequests::new(sock.try_clone().unwrap()).unwrap());
         let s = Server {
             sock,
             control: Arc::default(),
@@ -650,12 +936,15 @@ mod tests {
             devices: vec![("ubd0".into(), "/tmp/root_fs".into())],
             requests,
             guest: None,
+            hot: Vec::new(),
         };
         assert_eq!(s.execute("version").1, "umlvm-kernel 0.1.0");
         assert_eq!(s.execute("versionX").1, "umlvm-kernel 0.1.0");
         assert!(s.execute("help").1.contains("stop - pause"));
         assert_eq!(s.execute("config ubd0"), (false, "/tmp/root_fs".into(), None));
         assert!(s.execute("config ubd7").0);
+        assert_eq!(s.execute("config ubd1=/tmp/x"), (true, "no machine".into(), None));
+        assert_eq!(s.execute("remove ubd1"), (true, "no machine".into(), None));
         assert_eq!(s.execute("frobnicate"), (true, "Unknown command".into(), None));
         assert_eq!(s.execute("go"), (true, "Not stopped".into(), None));
         assert_eq!(s.execute("halt").2, Some(Stop::Halt));

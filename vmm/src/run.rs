@@ -251,8 +251,15 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
             }
         }
         let mem = machine.mem.clone();
-        let link =
-            crate::mconsole::GuestLink { mem: machine.mem.clone(), irq: machine.devices.control_irq()? };
+        let link = crate::mconsole::GuestLink {
+            mem: machine.mem.clone(),
+            irq: machine.devices.control_irq()?,
+            slots: crate::hotplug::Slots {
+                vm: machine.vm.clone(),
+                mem: machine.mem.clone(),
+                bus: machine.devices.bus(),
+            },
+        };
         let mconsole = server.for_machine(link).map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
         let (outcome, timed_out) = run_machine(machine, &consoles, &ports, mconsole, &control, deadline)?;
         if timed_out {
@@ -415,7 +422,7 @@ fn describe_kernel(kernel: &KernelSource) -> String {
 }
 
 /// How `config ubdN` describes a device (as on the command line).
-fn describe_ubd(u: &umlvm_devices::ubd::UbdSpec) -> String {
+pub(crate) fn describe_ubd(u: &umlvm_devices::ubd::UbdSpec) -> String {
     match &u.backing {
         Some(b) => format!("{},{}", u.file.display(), b.display()),
         None => u.file.display().to_string(),

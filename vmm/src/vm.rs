@@ -49,8 +49,8 @@ pub struct StartTime {
 
 /// A machine ready to run.
 pub struct Machine {
-    /// The VM.
-    pub vm: VmFd,
+    /// The VM (shared with the management console, which hot-plugs devices).
+    pub vm: std::sync::Arc<VmFd>,
     /// Its only vCPU.
     pub vcpu: VcpuFd,
     /// Guest RAM.
@@ -134,7 +134,7 @@ pub fn create(
         None => None,
     };
     set_entry_state(&vcpu, &setup.entry)?;
-    Ok(Machine { vm, vcpu, mem, host, mode, tsc_khz, devices, initrd })
+    Ok(Machine { vm: std::sync::Arc::new(vm), vcpu, mem, host, mode, tsc_khz, devices, initrd })
 }
 
 /// Translates a host TSC value into the guest's TSC time base (KVM may offset the guest TSC).

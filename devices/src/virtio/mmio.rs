@@ -157,6 +157,14 @@ impl MmioTransport {
                     q.set_size(v as u16);
                 }
             }
+            // A driver may take a queue out of service at any time (virtio 1.2, 4.2.2.2: it
+            // writes 0 and reads QueueReady back until it is 0), e.g. as it lets go of a
+            // device that is being unplugged.
+            0x044 if v == 0 => {
+                if let Some(q) = self.selected_queue() {
+                    q.set_ready(false);
+                }
+            }
             0x044 if self.queue_configurable() => {
                 let mem = self.mem.clone();
                 if let Some(q) = self.selected_queue() {
@@ -374,5 +382,23 @@ pub(crate) mod tests {
         let mut b = [0u8; 2];
         t.read(0x000, &mut b);
         assert_eq!(b, [0, 0]);
+    }
+
+    #[test]
+    fn a_live_queue_can_be_taken_out_of_service() {
+        use virtio_queue::mock::MockSplitQueue;
+        let (mut t, processed, _) = transport();
+        let m = t.mem.clone();
+        let mock = MockSplitQueue::new(&m, 16);
+        let addrs = (mock.desc_table_addr().0, mock.avail_addr().0, mock.used_addr().0);
+        bring_up(&mut t, 1, addrs, 16);
+        assert_eq!(r(&mut t, 0x044), 1);
+        // After DRIVER_OK a queue cannot be made ready again, but it can be stopped.
+        w(&mut t, 0x044, 0);
+        assert_eq!(r(&mut t, 0x044), 0);
+        w(&mut t, 0x044, 1);
+        assert_eq!(r(&mut t, 0x044), 0);
+        t.notify(0);
+        assert_eq!(processed.load(Ordering::SeqCst), 0);
     }
 }

@@ -1,5 +1,9 @@
 //! The block layer: the ubd devices the VMM described, by name (`ubda`, `ubdb`, ...; also
 //! `ubd/0`), and the `blktest=` self-test that reads, writes, flushes and verifies patterns.
+//!
+//! Devices are kept in a table whose slots never move: open files and mounted file systems
+//! name a device by its slot ([`crate::file::FileKind::Block`]). A hot-plugged device
+//! ([`attach`]) takes a free slot; a removed one ([`detach`]) leaves its slot empty.
 
 use crate::arch::virtio::{self, BlockError, IoRequest, VirtioBlock};
 use crate::irq;
@@ -22,14 +26,24 @@ pub struct BlockDevice {
     pub sectors: u64,
     /// Whether writes are refused.
     pub read_only: bool,
+    /// Interrupt line.
+    pub gsi: u32,
+    /// MMIO window (physical).
+    pub mmio: u64,
     dev: VirtioBlock,
 }
 
-static DEVICES: IrqMutex<Vec<BlockDevice>> = IrqMutex::new(Vec::new());
+/// The device table; see the module comment.
+static DEVICES: IrqMutex<Vec<Option<BlockDevice>>> = IrqMutex::new(Vec::new());
+
+/// MMIO windows and interrupt lines the boot device table gave to any device (block,
+/// console, serial): a hot-plugged device must not claim one.
+static BOOT_WINDOWS: IrqMutex<Vec<(u64, u32)>> = IrqMutex::new(Vec::new());
 
 /// Probes the device table: every `ubdN` block device becomes `ubd<letter>` (ubd0 = `ubda`).
 pub fn init(info: &BootInfo) {
     let mut found = Vec::new();
+    *BOOT_WINDOWS.lock() = info.device_entries().iter().map(|e| (e.mmio.gpa, e.gsi)).collect();
     for entry in info.device_entries() {
         if entry.kind != device_kind::VIRTIO_MMIO
             || device_role::class(entry.role) != device_role::UBD
@@ -48,28 +62,129 @@ pub fn init(info: &BootInfo) {
             if dev.read_only() { "read-only" } else { "read-write" },
             entry.gsi
         );
-        found.push(BlockDevice { name, index, sectors: dev.capacity(), read_only: dev.read_only(), dev });
+        found.push(Some(BlockDevice {
+            name,
+            index,
+            sectors: dev.capacity(),
+            read_only: dev.read_only(),
+            gsi: entry.gsi,
+            mmio: entry.mmio.gpa,
+            dev,
+        }));
     }
     *DEVICES.lock() = found;
+}
+
+/// The guest name of ubd unit `unit`: ubd0 is `ubda`.
+pub fn unit_name(unit: u32) -> String {
+    alloc::format!("ubd{}", (b'a' + unit as u8) as char)
+}
+
+/// Why a hot-plugged device was refused.
+pub type AttachError = String;
+
+/// Hot-plugs ubd unit `unit`: the virtio-mmio block device the VMM placed at `mmio` (`len`
+/// bytes) with interrupt line `gsi`. Every number comes from the VMM and is checked: the unit
+/// must be free, the window one of the device windows and unused, the line a device line and
+/// unused. Returns the device's table slot. Fails with `None` if the table is busy (a
+/// request waits on a device); the caller retries later.
+pub fn attach(unit: u32, mmio: u64, len: u64, gsi: u32) -> Option<Result<(usize, String), AttachError>> {
+    use umlvm_boot::layout::{DEVICE_MMIO_BASE, DEVICE_MMIO_LEN, FIRST_DEVICE_GSI, GSI_COUNT};
+    let mut devs = DEVICES.try_lock()?;
+    let windows_end = DEVICE_MMIO_BASE + umlvm_boot::abi::MAX_DEVICES as u64 * DEVICE_MMIO_LEN;
+    let taken = |gpa: u64, line: u32| {
+        BOOT_WINDOWS.lock().iter().any(|&(w, g)| w == gpa || g == line)
+            || devs.iter().flatten().any(|d| d.mmio == gpa || d.gsi == line)
+    };
+    let name = unit_name(unit);
+    let check = if unit >= 16 {
+        Err(alloc::format!("ubd{unit}: unit out of range (ubd0 to ubd15)"))
+    } else if devs.iter().flatten().any(|d| d.index == unit as usize) {
+        Err(alloc::format!("ubd{unit} is already attached"))
+    } else if !(DEVICE_MMIO_BASE..windows_end).contains(&mmio) || !mmio.is_multiple_of(DEVICE_MMIO_LEN) {
+        Err(alloc::format!("window {mmio:#x} is not a device window"))
+    } else if len != DEVICE_MMIO_LEN {
+        Err(alloc::format!("window length {len:#x} is not {DEVICE_MMIO_LEN:#x}"))
+    } else if !(FIRST_DEVICE_GSI..GSI_COUNT.min(u32::from(irq::IOAPIC_PINS))).contains(&gsi)
+        || gsi == umlvm_boot::layout::CONTROL_GSI
+    {
+        Err(alloc::format!("interrupt line {gsi} is not a device line"))
+    } else if taken(mmio, gsi) {
+        Err(alloc::format!("window {mmio:#x} or line {gsi} is already in use"))
+    } else {
+        Ok(())
+    };
+    if let Err(e) = check {
+        return Some(Err(e));
+    }
+    let Some(dev) = virtio::probe_block(mmio, len) else {
+        return Some(Err(alloc::format!("no virtio block device at {mmio:#x}")));
+    };
+    irq::route_pin(gsi as u8, crate::arch::ioapic::Trigger::Edge);
+    let what = alloc::format!(
+        "{name} (ubd/{unit}): {} sectors ({} KiB), {}, IRQ {gsi}",
+        dev.capacity(),
+        dev.capacity() / 2,
+        if dev.read_only() { "read-only" } else { "read-write" },
+    );
+    log::info!("{what} (hot-plugged)");
+    let device = BlockDevice {
+        name,
+        index: unit as usize,
+        sectors: dev.capacity(),
+        read_only: dev.read_only(),
+        gsi,
+        mmio,
+        dev,
+    };
+    let slot = match devs.iter().position(Option::is_none) {
+        Some(free) => {
+            devs[free] = Some(device);
+            free
+        }
+        None => {
+            devs.push(Some(device));
+            devs.len() - 1
+        }
+    };
+    Some(Ok((slot, what)))
+}
+
+/// The table slot of ubd unit `unit`, or `None`; `Err(())` if the table is busy.
+pub fn try_index_of_unit(unit: u32) -> Result<Option<usize>, ()> {
+    let devs = DEVICES.try_lock().ok_or(())?;
+    Ok(devs.iter().position(|d| d.as_ref().is_some_and(|d| d.index == unit as usize)))
+}
+
+/// Takes device `slot` out of the table: masks its line and resets the device (dropping the
+/// driver resets it and frees its queue). The caller checked that nothing uses it. `false`
+/// if the table is busy.
+pub fn detach(slot: usize) -> bool {
+    let Some(mut devs) = DEVICES.try_lock() else { return false };
+    if let Some(d) = devs.get_mut(slot).and_then(Option::take) {
+        crate::arch::ioapic::mask(d.gsi);
+        log::info!("{} (ubd/{}): removed", d.name, d.index);
+    }
+    true
 }
 
 /// Runs `f` on the device called `name` (`ubda` or `ubd/0`).
 pub fn with_device<R>(name: &str, f: impl FnOnce(&mut BlockDevice) -> R) -> Option<R> {
     let mut devs = DEVICES.lock();
     let index = name.strip_prefix("ubd/").and_then(|n| n.parse::<usize>().ok());
-    let dev = devs.iter_mut().find(|d| d.name == name || Some(d.index) == index)?;
+    let dev = devs.iter_mut().flatten().find(|d| d.name == name || Some(d.index) == index)?;
     Some(f(dev))
 }
 
 /// Flushes every writable device; returns how many (SysRq `s`).
 pub fn sync_all() -> usize {
     let Some(mut devs) = DEVICES.try_lock() else { return 0 };
-    devs.iter_mut().filter(|d| !d.read_only).map(|d| d.flush()).filter(|r| r.is_ok()).count()
+    devs.iter_mut().flatten().filter(|d| !d.read_only).map(|d| d.flush()).filter(|r| r.is_ok()).count()
 }
 
 /// Names of the devices.
 pub fn names() -> Vec<String> {
-    DEVICES.lock().iter().map(|d| d.name.clone()).collect()
+    DEVICES.lock().iter().flatten().map(|d| d.name.clone()).collect()
 }
 
 impl BlockDevice {
@@ -174,22 +289,22 @@ fn hex8(b: &[u8]) -> String {
 
 /// The table index of ubd unit `unit`.
 pub fn index_of_unit(unit: u32) -> Option<usize> {
-    DEVICES.lock().iter().position(|d| d.index == unit as usize)
+    DEVICES.lock().iter().position(|d| d.as_ref().is_some_and(|d| d.index == unit as usize))
 }
 
 /// The ubd unit numbers present.
 pub fn units() -> Vec<u32> {
-    DEVICES.lock().iter().map(|d| d.index as u32).collect()
+    DEVICES.lock().iter().flatten().map(|d| d.index as u32).collect()
 }
 
 /// Size in bytes of device `index` (table index).
 pub fn size_bytes(index: usize) -> u64 {
-    DEVICES.lock().get(index).map_or(0, |d| d.sectors * 512)
+    DEVICES.lock().get(index).and_then(Option::as_ref).map_or(0, |d| d.sectors * 512)
 }
 
 /// Whether device `index` refuses writes.
 pub fn read_only(index: usize) -> bool {
-    DEVICES.lock().get(index).is_none_or(|d| d.read_only)
+    DEVICES.lock().get(index).and_then(Option::as_ref).is_none_or(|d| d.read_only)
 }
 
 fn io_error(e: BlockError) -> Errno {
@@ -209,7 +324,7 @@ pub fn read_bytes(index: usize, offset: u64, buf: &mut [u8]) -> KResult<usize> {
     let mut tmp = vec![0u8; ((last - first) * 512) as usize];
     {
         let mut devs = DEVICES.lock();
-        let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
+        let d = devs.get_mut(index).and_then(Option::as_mut).ok_or(Errno::ENXIO)?;
         d.read(first, &mut tmp).map_err(io_error)?;
     }
     let skip = (offset - first * 512) as usize;
@@ -232,7 +347,7 @@ pub fn write_bytes(index: usize, offset: u64, data: &[u8]) -> KResult<usize> {
     let mut tmp = vec![0u8; ((last - first) * 512) as usize];
     let skip = (offset - first * 512) as usize;
     let mut devs = DEVICES.lock();
-    let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
+    let d = devs.get_mut(index).and_then(Option::as_mut).ok_or(Errno::ENXIO)?;
     if skip != 0 || !len.is_multiple_of(512) {
         d.read(first, &mut tmp).map_err(io_error)?;
     }
@@ -246,7 +361,7 @@ pub fn write_bytes(index: usize, offset: u64, data: &[u8]) -> KResult<usize> {
 /// Flushes device `index`.
 pub fn flush_index(index: usize) -> KResult<()> {
     let mut devs = DEVICES.lock();
-    let d = devs.get_mut(index).ok_or(Errno::ENXIO)?;
+    let d = devs.get_mut(index).and_then(Option::as_mut).ok_or(Errno::ENXIO)?;
     if d.read_only {
         return Ok(());
     }

@@ -1,7 +1,10 @@
 //! Management requests from the VMM (the mconsole commands that need the guest): `log`,
-//! `sysrq`, `cad`, `proc`, `stack`. They arrive through the control mailbox and its
-//! interrupt and run in the interrupt handler, so they never allocate (the heap lock is not
-//! interrupt-safe); replies are formatted into a fixed buffer.
+//! `sysrq`, `cad`, `proc`, `stack`, and the VMM's own `hotplug`/`unplug` (`hotplug.rs`).
+//! They arrive through the control mailbox and its interrupt and run in the interrupt
+//! handler; replies are formatted into a fixed buffer. Interrupts reach the kernel only in
+//! user mode, the idle loop and device waits; a request that needs a lock the interrupted
+//! code may hold (hot-plugging, while a block request waits) is put off and retried from
+//! the idle loop or on the way back to user mode ([`retry`]).
 
 use crate::arch::pv;
 use core::fmt::Write;
@@ -32,6 +35,19 @@ enum After {
 /// Sequence number of the last request answered.
 static ANSWERED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
+/// A request was put off (a lock it needs was busy).
+static PUT_OFF: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Runs a put-off request; cheap when there is none. Called where the kernel holds no lock:
+/// the idle loop and the return to user mode.
+pub fn retry() {
+    if PUT_OFF.swap(false, core::sync::atomic::Ordering::Relaxed) {
+        let irq = crate::arch::mode::irq_save();
+        on_interrupt();
+        crate::arch::mode::irq_restore(irq);
+    }
+}
+
 /// Answers a request that arrived before the control interrupt was routed (its edge was
 /// lost); called once the kernel is ready for requests.
 pub fn poll() {
@@ -41,8 +57,9 @@ pub fn poll() {
 
 /// The control interrupt: run the request (if it is a new one), reply.
 pub fn on_interrupt() {
+    use core::sync::atomic::Ordering;
     let seq = pv::control_seq();
-    if seq == ANSWERED.swap(seq, core::sync::atomic::Ordering::Relaxed) {
+    if seq == ANSWERED.load(Ordering::Relaxed) {
         return;
     }
     let mut req = [0u8; REQUEST_MAX];
@@ -50,7 +67,28 @@ pub fn on_interrupt() {
     let line = core::str::from_utf8(&req[..len]).unwrap_or("").trim();
     let mut reply = Reply { buf: [0; REPLY_MAX], len: 0 };
     let (cmd, arg) = line.split_once(' ').map_or((line, ""), |(c, a)| (c, a.trim()));
+    let plugged = match cmd {
+        "hotplug" => Some(crate::hotplug::hotplug(arg)),
+        "unplug" => Some(crate::hotplug::unplug(arg)),
+        _ => None,
+    };
+    if matches!(plugged, Some(crate::hotplug::Outcome::Later)) {
+        PUT_OFF.store(true, Ordering::Relaxed);
+        return;
+    }
+    ANSWERED.store(seq, Ordering::Relaxed);
     let (error, after) = match cmd {
+        "hotplug" | "unplug" => match plugged {
+            Some(crate::hotplug::Outcome::Done(text)) => {
+                let _ = write!(reply, "{text}");
+                (false, After::Nothing)
+            }
+            Some(crate::hotplug::Outcome::Failed(text)) => {
+                let _ = write!(reply, "{text}");
+                (true, After::Nothing)
+            }
+            _ => (true, After::Nothing),
+        },
         "log" => {
             log::info!("{arg}");
             (false, After::Nothing)

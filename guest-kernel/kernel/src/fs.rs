@@ -13,10 +13,90 @@ use umlvm_kcore::vfs::{FileSystem, FileType, NewInode, Timespec, makedev};
 
 static VFS: Spinlock<Option<Vfs>> = Spinlock::new(None);
 
+/// Every device file system made so far (`/dev` and any other devtmpfs mount), so that
+/// hot-plugged devices get their nodes in each.
+static DEV_FS: Spinlock<Vec<alloc::sync::Weak<TmpFs>>> = Spinlock::new(Vec::new());
+
+/// File systems on block devices: (device table slot, the file system), so that a device in
+/// use is not unplugged.
+static BLOCK_FS: Spinlock<Vec<(usize, alloc::sync::Weak<dyn FileSystem>)>> = Spinlock::new(Vec::new());
+
 /// The wall clock for file times.
 pub fn clock() -> Timespec {
     let ns = crate::time::unix_ns();
     Timespec { sec: (ns / 1_000_000_000) as i64, nsec: (ns % 1_000_000_000) as u32 }
+}
+
+/// Runs `f` on the mount table if it is free (interrupt handlers: the interrupted code may
+/// hold it while it waits for a device); `None` if it is busy.
+pub fn try_with_vfs<R>(f: impl FnOnce(&mut Vfs) -> R) -> Option<R> {
+    let mut vfs = VFS.try_lock()?;
+    Some(f(vfs.as_mut()?))
+}
+
+/// Records `fs`, a device file system, for hot-plugged nodes.
+pub fn register_dev_fs(fs: &Arc<TmpFs>) {
+    let mut list = DEV_FS.lock();
+    list.retain(|w| w.strong_count() > 0);
+    list.push(Arc::downgrade(fs));
+}
+
+/// Records that `fs` lives on block device slot `index`.
+pub fn register_block_fs(index: usize, fs: &Arc<dyn FileSystem>) {
+    let mut list = BLOCK_FS.lock();
+    list.retain(|(_, w)| w.strong_count() > 0);
+    list.push((index, Arc::downgrade(fs)));
+}
+
+/// Why block device slot `index` cannot be unplugged: `Some(Ok(reason))` if a mounted file
+/// system uses it, `Some(Err(()))` if that cannot be told now (the mount table is busy).
+pub fn block_device_user(index: usize, name: &str) -> Option<Result<alloc::string::String, ()>> {
+    let live: Vec<Arc<dyn FileSystem>> =
+        BLOCK_FS.try_lock()?.iter().filter(|(i, _)| *i == index).filter_map(|(_, w)| w.upgrade()).collect();
+    if live.is_empty() {
+        return None;
+    }
+    let found = try_with_vfs(|v| {
+        v.mounts().into_iter().find(|m| {
+            v.fs_of(m.id).is_some_and(|fs| {
+                live.iter().any(|l| Arc::as_ptr(l) as *const () == Arc::as_ptr(&fs) as *const ())
+            })
+        })
+    });
+    Some(match found {
+        None => Err(()),
+        Some(Some(m)) => {
+            Ok(alloc::format!("{name} is mounted on {}", alloc::string::String::from_utf8_lossy(&m.target)))
+        }
+        Some(None) => Ok(alloc::format!("{name} is in use by a file system")),
+    })
+}
+
+/// Adds (`add`) or removes the nodes `name` of block device `unit` in every device file
+/// system.
+pub fn block_nodes(unit: u32, names: &[&str], add: bool) {
+    let list: Vec<Arc<TmpFs>> = DEV_FS.lock().iter().filter_map(alloc::sync::Weak::upgrade).collect();
+    for dev in list {
+        let root = dev.root();
+        for name in names {
+            let r = if add {
+                let new = NewInode {
+                    kind: FileType::BlockDevice,
+                    perm: 0o660,
+                    uid: 0,
+                    gid: 0,
+                    rdev: makedev(98, unit * 16),
+                    time: clock(),
+                };
+                root.create(name.as_bytes(), &new).map(|_| ())
+            } else {
+                root.unlink(name.as_bytes())
+            };
+            if let Err(e) = r {
+                log::debug!("/dev/{name}: {}", e.name());
+            }
+        }
+    }
 }
 
 /// Runs `f` on the mount table.
@@ -293,6 +373,7 @@ pub fn mount_fs(source: &[u8], at: &Location, fstype: &[u8], readonly: bool) -> 
         b"devtmpfs" => {
             let dev = TmpFs::new(clock);
             populate_dev(&dev)?;
+            register_dev_fs(&dev);
             dev
         }
         b"ext2" | b"ext3" | b"" => {
@@ -306,7 +387,11 @@ pub fn mount_fs(source: &[u8], at: &Location, fstype: &[u8], readonly: bool) -> 
             };
             let ro = readonly || crate::block::read_only(index);
             match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(UbdBlocks::new(index)), ro, clock) {
-                Ok(fs) => fs,
+                Ok(fs) => {
+                    let fs: Arc<dyn FileSystem> = fs;
+                    register_block_fs(index, &fs);
+                    fs
+                }
                 Err(e) => {
                     log::warn!("mount {name}: {e}");
                     return Err(e.errno);

@@ -172,6 +172,7 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     if let Err(e) = fs::populate_dev(&dev) {
         log::warn!("devtmpfs: {}", e.name());
     }
+    fs::register_dev_fs(&dev);
     if let Err(e) = fs::mount_at(b"/dev", dev, "devtmpfs", false) {
         log::warn!("cannot mount /dev: {}", e.name());
     }
@@ -403,6 +404,8 @@ fn mount_disk_root(dev: &str, readonly: bool, fstype: Option<&str>) {
     let t0 = crate::time::now_ns();
     match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(fs::UbdBlocks::new(index)), ro, fs::clock) {
         Ok(e2) => {
+            let e2: Arc<dyn umlvm_kcore::vfs::FileSystem> = e2;
+            fs::register_block_fs(index, &e2);
             log::info!(
                 "root: ext2 on {dev} mounted {} in {} us",
                 if ro { "read-only" } else { "read-write" },

@@ -22,6 +22,7 @@ mod fifo;
 mod file;
 mod fs;
 mod futex;
+mod hotplug;
 mod init;
 mod irq;
 mod logger;

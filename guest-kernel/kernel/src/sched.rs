@@ -456,6 +456,7 @@ pub fn idle_loop() -> ! {
     loop {
         let irq = mode::irq_save();
         crate::timers::run_due();
+        crate::control::retry();
         let anything = !SCHED.lock().runq.is_empty();
         if anything {
             schedule();
@@ -528,6 +529,7 @@ pub fn on_user_trap(frame: &mut TrapFrame) {
 /// Work before returning to user mode: preemption, then signal delivery.
 pub fn return_work(frame: &mut TrapFrame) {
     crate::timers::run_due();
+    crate::control::retry();
     loop {
         maybe_preempt();
         if !crate::signal::deliver(frame) {

@@ -94,8 +94,10 @@ fn probe_transport(base: u64, len: u64, kind: DeviceType) -> Option<MmioTranspor
     }
     let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader)?;
     // SAFETY: the VMM's device table says a virtio-mmio window of `len` bytes is at `base`
-    // (checked to be in the MMIO hole, mapped uncached by the direct map); each window is
-    // probed once, so the transport is its only user.
+    // (checked to be in the MMIO hole, mapped uncached by the direct map); a window has one
+    // transport at a time (boot probes each window once; a hot-plugged window is probed when
+    // it is attached, after the driver of an earlier device there was dropped), so the
+    // transport is its only user.
     let transport = unsafe { MmioTransport::new(header, len as usize) }.ok()?;
     (transport.device_type() == kind).then_some(transport)
 }
