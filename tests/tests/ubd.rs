@@ -168,6 +168,8 @@ fn bad_images_and_switches_are_refused_without_touching_files() {
     let dir = TempDir::new("ubd-bad");
     let missing = dir.join("missing.img");
     umlvm(&["run", &format!("ubd0={}", p(&missing))])
+        .assert_one_line_error("missing.img: no such root file system (make one with `umlvm mkrootfs");
+    umlvm(&["run", &format!("ubd1={}", p(&missing))])
         .assert_one_line_error("missing.img: cannot open: No such file");
     umlvm(&["run", &format!("ubd0={}", p(dir.path()))]).assert_one_line_error("not a regular file");
     umlvm(&["run", "ubd16=x"]).assert_one_line_error("ubd16=x: device number out of range");

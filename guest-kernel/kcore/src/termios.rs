@@ -1502,3 +1502,47 @@ mod tests {
         assert_eq!(read_all(&mut l), b"\n");
     }
 }
+
+#[cfg(test)]
+mod eof_after_line_tests {
+    use super::*;
+
+    #[test]
+    fn eof_after_a_line_that_was_read_is_an_end_of_file() {
+        let mut l = LineDiscipline::new();
+        for &b in b"abc\r" {
+            l.receive(b);
+        }
+        let mut buf = [0u8; 64];
+        assert_eq!(l.read(&mut buf), 4);
+        assert!(!l.read_ready());
+        let input = l.receive(0x04);
+        assert!(input.wake_readers);
+        assert!(l.read_ready(), "^D at the start of a line must make a read return");
+        assert_eq!(l.read(&mut buf), 0);
+    }
+
+    #[test]
+    fn eof_after_a_raw_to_canonical_switch_and_a_line() {
+        let mut l = LineDiscipline::new();
+        let canonical = *l.termios();
+        let mut raw = canonical;
+        raw.c_lflag &= !(ICANON | ECHO);
+        raw.c_cc[VMIN] = 1;
+        raw.c_cc[VTIME] = 0;
+        let mut buf = [0u8; 64];
+        l.set_termios(raw);
+        for &b in b"cat\r" {
+            l.receive(b);
+            assert_eq!(l.read(&mut buf), 1);
+        }
+        l.set_termios(canonical);
+        for &b in b"abc\r" {
+            l.receive(b);
+        }
+        assert_eq!(l.read(&mut buf), 4);
+        l.receive(0x04);
+        assert!(l.read_ready(), "^D at the start of a line must make a read return");
+        assert_eq!(l.read(&mut buf), 0);
+    }
+}

@@ -757,6 +757,16 @@ pub fn pipe2(addr: u64, flags: u32) -> KResult<u64> {
 
 pub fn sendfile(out_fd: i32, in_fd: i32, offp: u64, count: u64) -> KResult<u64> {
     let (inf, outf) = (file(in_fd)?, file(out_fd)?);
+    // As on Linux, the source must be a file with pages (a regular file or a block device);
+    // terminals and pipes get EINVAL, and callers fall back to read/write.
+    let seekable = match &inf.kind {
+        FileKind::Inode(i) => i.metadata().file_type() == FileType::Regular,
+        FileKind::Block(_) => true,
+        _ => false,
+    };
+    if !seekable {
+        return Err(Errno::EINVAL);
+    }
     let user = User::current()?;
     let mut off = if offp != 0 { Some(user.read_u64(offp)?) } else { None };
     let mut done = 0u64;
