@@ -332,12 +332,20 @@ fn userland_benchmarks(umlvm: &str, runs: usize) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let root = dir.join("root_fs");
-    let made = Command::new(umlvm)
-        .args(["mkrootfs", root.to_str().unwrap(), "--size", "256M"])
-        .stderr(Stdio::null())
-        .status()
-        .expect("umlvm mkrootfs");
-    assert!(made.success(), "umlvm mkrootfs failed");
+    // BENCH_ROOTFS=IMAGE uses a copy of a ready image (a machine without e2fsprogs).
+    match std::env::var("BENCH_ROOTFS") {
+        Ok(image) => {
+            std::fs::copy(&image, &root).expect("copy BENCH_ROOTFS");
+        }
+        Err(_) => {
+            let made = Command::new(umlvm)
+                .args(["mkrootfs", root.to_str().unwrap(), "--size", "256M"])
+                .stderr(Stdio::null())
+                .status()
+                .expect("umlvm mkrootfs");
+            assert!(made.success(), "umlvm mkrootfs failed");
+        }
+    }
     let rootfs = root.to_str().unwrap();
     let ci = ["run", "--rootfs", rootfs, "quiet", "--", "true"];
     let _ = wall_of(umlvm, &ci);
@@ -351,9 +359,15 @@ fn userland_benchmarks(umlvm: &str, runs: usize) {
         ms(p90)
     );
     println!();
-    // tar -x of a ~50 MiB tree into the ext2 root, then find | wc, in the guest and on the host.
+    // tar -x of a ~50 MiB tree into the ext2 root, then find | wc, in the guest and on the host
+    // (BENCH_TAR_MIB changes the size; 0 skips it).
+    let tar_size: usize = std::env::var("BENCH_TAR_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    if tar_size == 0 {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let tree = dir.join("tree");
-    let files = make_tree(&tree, 50);
+    let files = make_tree(&tree, tar_size);
     let tarball = dir.join("tree.tar");
     let ok =
         Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(&tree).arg(".").status().expect("tar");

@@ -44,6 +44,8 @@ pub fn init(info: &BootInfo) -> MemStats {
             .filter(|r| MemoryKind::from_raw(r.kind) == Some(MemoryKind::Usable))
             .map(|r| (r.span.gpa, r.span.end()))
     };
+    let phys_end = usable().map(|(_, e)| e).max().unwrap_or(0);
+    PHYS_END.store(phys_end, core::sync::atomic::Ordering::Relaxed);
     let want = heap_size(info.mem_bytes);
     let heap_region = usable().filter(|&(s, e)| e - s >= want * 2).max_by_key(|&(s, e)| e - s);
     let heap_start = heap_region.map(|(s, _)| s.next_multiple_of(4096));
@@ -115,10 +117,14 @@ pub fn map_kernel_page(vaddr: u64, phys: u64) -> Result<(), &'static str> {
 /// frame number. A frame with count 0 is not a user page.
 static PAGE_REFS: IrqMutex<alloc::vec::Vec<u16>> = IrqMutex::new(alloc::vec::Vec::new());
 
+/// One past the highest usable physical address.
+static PHYS_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 fn with_refs<R>(f: impl FnOnce(&mut alloc::vec::Vec<u16>) -> R) -> R {
     let mut refs = PAGE_REFS.lock();
     if refs.is_empty() {
-        let frames = (total_bytes().max(1 << 32) + (1 << 30)) / 4096;
+        // One counter per frame of RAM (2 bytes per 4 KiB page).
+        let frames = PHYS_END.load(core::sync::atomic::Ordering::Relaxed).div_ceil(4096).max(1);
         refs.resize(frames as usize, 0);
     }
     f(&mut refs)
