@@ -131,6 +131,16 @@ fn config_con_reattaches_a_running_console() {
         m.mc(&["config", "con5=pty"]),
         (Some(1), "ERR con5: no such console; consoles cannot be hot-added".into())
     );
+    assert_eq!(
+        m.mc(&["config", "ssl0=null"]),
+        (Some(1), "ERR ssl0: no such console; consoles cannot be hot-added".into())
+    );
+    let (status, text) = m.mc(&["config", "con=pty"]);
+    assert_eq!(status, Some(1));
+    assert!(text.contains("name one console"), "{text}");
+    let (status, text) = m.mc(&["config", "con1=fd:0"]);
+    assert_eq!(status, Some(1));
+    assert!(text.contains("already con0's input"), "{text}");
     let (status, text) = m.mc(&["config", "con1=bogus"]);
     assert_eq!(status, Some(1));
     assert!(text.starts_with("ERR con1=bogus: unknown channel"), "{text}");
