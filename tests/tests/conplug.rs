@@ -177,3 +177,24 @@ fn config_con_reattaches_a_running_console() {
     assert_eq!(status, Some(0), "{out}");
     assert!(out.contains("contest tty1: ok (3 lines echoed)"), "{out}");
 }
+
+/// A re-attached channel outlives a guest reboot: the next boot's tty1 is on the port too.
+#[test]
+fn a_reattached_console_survives_a_reboot() {
+    let base = TempDir::new("conplug-reboot");
+    let m = Machine::start(&base, "cpr", &["con1=null", "selftest=none", "contest=tty1"]);
+    let port = free_port();
+    assert_eq!(m.mc(&["config", &format!("con1=port:{port}")]).0, Some(0));
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    read_until(&mut conn, "(guest con1)");
+    // The first boot's contest is reading (anything it printed before came before the echo).
+    conn.write_all(b"before\r\n").unwrap();
+    read_until(&mut conn, "echo: before\r\n");
+    assert_eq!(m.mc(&["reboot"]).0, Some(0));
+    read_until(&mut conn, "contest: type lines");
+    assert_eq!(m.mc(&["config", "con1"]), (Some(0), format!("OK port:{port}")));
+    conn.write_all(b"quit\r\n").unwrap();
+    let (status, out) = m.finish();
+    assert_eq!(status, Some(0), "{out}");
+}
