@@ -5,7 +5,7 @@
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::net::TcpStream;
@@ -18,7 +18,9 @@ use umlvm_devices::disk::SharedDisk;
 use umlvm_devices::ubd::UbdSpec;
 use umlvm_devices::virtio::VirtioDevice;
 use umlvm_devices::virtio::block::Block;
-use umlvm_devices::virtio::console::{self, ConsoleKind, ConsoleName, OpenedChannel, PortServers};
+use umlvm_devices::virtio::console::{
+    self, ConsoleKind, ConsoleName, ConsoleSpec, OpenedChannel, PortServers,
+};
 use umlvm_devices::virtio::mmio::MmioTransport;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -327,7 +329,7 @@ impl MutEventSubscriber for QueueNotifier {
 
 /// Hands bytes to a console device and has them delivered (after `go` if stopped).
 fn deliver(
-    channel: &OpenedChannel,
+    input: &console::InputBuffer,
     transport: Option<&Arc<Mutex<MmioTransport>>>,
     bytes: &[u8],
     control: &crate::mconsole::Control,
@@ -335,7 +337,7 @@ fn deliver(
     if bytes.is_empty() {
         return;
     }
-    umlvm_devices::virtio::console::Console::push_input(&channel.input, bytes);
+    umlvm_devices::virtio::console::Console::push_input(input, bytes);
     if let Some(t) = transport.cloned() {
         control.run_or_defer(move || {
             if let Ok(mut t) = t.lock() {
@@ -345,101 +347,242 @@ fn deliver(
     }
 }
 
-/// Reads console input from a host descriptor (fd, tty, pty).
-pub struct ConsoleInput {
-    file: Arc<File>,
-    channel: OpenedChannel,
-    transport: Option<Arc<Mutex<MmioTransport>>>,
-    control: Arc<crate::mconsole::Control>,
-}
-
-impl ConsoleInput {
-    /// Watches `channel`'s input descriptor for the current machine's device.
-    pub fn new(
-        channel: &OpenedChannel,
-        transports: &HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
-        control: Arc<crate::mconsole::Control>,
-    ) -> Option<Self> {
-        Some(Self {
-            file: channel.input_fd.clone()?,
-            channel: channel.clone(),
-            transport: transports.get(&channel.name).cloned(),
-            control,
-        })
-    }
-}
-
-impl MutEventSubscriber for ConsoleInput {
-    fn init(&mut self, ops: &mut EventOps) {
-        // Regular files and /dev/null cannot be polled; there is no input from them.
-        if ops.add(Events::new(&*self.file, EventSet::IN)).is_err() {
-            log::debug!("{}: input is not pollable; ignoring it", self.channel.name);
-        }
-    }
-
-    fn process(&mut self, events: Events, ops: &mut EventOps) {
-        match console::read_available(&self.file) {
-            // A hang-up with data still buffered reads the data first; only the end of input
-            // (or an error) stops the watch.
-            Some(bytes) if !bytes.is_empty() => {
-                deliver(&self.channel, self.transport.as_ref(), &bytes, &self.control)
-            }
-            Some(_) if events.event_set().contains(EventSet::HANG_UP) => {
-                let _ = ops.remove(events);
-            }
-            Some(_) => {}
-            None => {
-                // End of input: stop watching (a closed stdin must not spin the loop).
-                let _ = ops.remove(events);
-            }
-        }
-    }
-}
-
-/// Connections accepted on telnet ports, kept across reboots.
+/// The host side of the consoles, kept across reboots: their channels, the telnet ports and
+/// the connections accepted on them.
 #[derive(Default)]
 pub struct PortConnections {
     /// The listening ports and the devices waiting on them.
     pub servers: PortServers,
     /// Open connections: reader, its console, telnet parser state.
     pub conns: Vec<(TcpStream, OpenedChannel, u8)>,
+    /// Every console's channel (a re-attach replaces its entry).
+    pub channels: Vec<OpenedChannel>,
+    /// Every console's channel spec, for `config conN`.
+    pub specs: BTreeMap<ConsoleName, ConsoleSpec>,
+    /// Connections a re-attach closed, for the event loop to stop watching.
+    closing: Vec<TcpStream>,
 }
 
-/// Serves the telnet ports: accepts connections and reads their input.
-pub struct PortSubscriber {
-    state: Arc<Mutex<PortConnections>>,
+/// The consoles' host side, shared by the management console (which re-attaches channels)
+/// and the event loop (which reads their input); a wake-up tells the loop to pick up changes.
+#[derive(Clone)]
+pub struct ConsoleHub {
+    /// Channels, ports, connections.
+    pub state: Arc<Mutex<PortConnections>>,
+    wake: Arc<EventFd>,
+    xterm: console::XtermSetup,
+}
+
+/// Why `config conN=...` failed, with its causes on one line (as the command line says it).
+fn error_line(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}
+
+impl ConsoleHub {
+    /// A hub over the channels opened at boot.
+    pub fn new(state: PortConnections, xterm: console::XtermSetup) -> Result<Self, DeviceError> {
+        let wake = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
+        Ok(Self { state: Arc::new(Mutex::new(state)), wake: Arc::new(wake), xterm })
+    }
+
+    /// The consoles' channels now (for a new machine's devices).
+    pub fn channels(&self) -> Vec<OpenedChannel> {
+        self.state.lock().map(|s| s.channels.clone()).unwrap_or_default()
+    }
+
+    /// The channel spec of console `name` (`con1`), as the command line writes it.
+    pub fn describe(&self, name: &str) -> Option<String> {
+        let state = self.state.lock().ok()?;
+        state.specs.iter().find(|(n, _)| n.to_string() == name).map(|(_, s)| crate::run::describe_console(s))
+    }
+
+    /// `config conN=CHANNEL`: re-attaches console `key`'s host side; returns the reply (what
+    /// boot would have announced).
+    pub fn reattach(&self, key: &str, value: &str) -> Result<String, String> {
+        let unit = key.strip_prefix("con").or_else(|| key.strip_prefix("ssl")).unwrap_or("");
+        if unit.is_empty() {
+            return Err(format!("config {key}={value}: name one console (conN or sslN)"));
+        }
+        let mut state =
+            self.state.lock().map_err(|_| "internal error: console state poisoned".to_string())?;
+        let Some(i) = state.channels.iter().position(|c| c.name.to_string() == key) else {
+            return Err(format!("{key}: no such console; consoles cannot be hot-added"));
+        };
+        let name = state.channels[i].name;
+        let spec = match console::parse_switch(key, value) {
+            Ok(Some((_, Some(_), spec))) => spec,
+            Ok(_) => return Err(format!("{key}: no such console; consoles cannot be hot-added")),
+            Err(e) => return Err(error_line(&e)),
+        };
+        let mut specs = state.specs.clone();
+        specs.insert(name, spec.clone());
+        let all: Vec<(ConsoleName, ConsoleSpec)> = specs.into_iter().collect();
+        console::check_inputs(&all).map_err(|e| error_line(&e))?;
+        let st = &mut *state;
+        let opened = console::reattach(&st.channels[i], &spec, &mut st.servers, &self.xterm)
+            .map_err(|e| error_line(&e))?;
+        // The old connection (if any) ends: its client sees the connection close.
+        let (gone, kept): (Vec<_>, Vec<_>) = st.conns.drain(..).partition(|(_, c, _)| c.name == name);
+        st.conns = kept;
+        for (stream, _, _) in gone {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            log::info!("{name}: telnet connection closed (re-attached)");
+            st.closing.push(stream);
+        }
+        let reply = match (&opened.announce, opened.port) {
+            (Some(a), _) => a.clone(),
+            (None, Some(p)) => format!("{name} waiting for a connection on port {p} (telnet 127.0.0.1 {p})"),
+            (None, None) => String::new(),
+        };
+        st.channels[i] = opened;
+        st.specs.insert(name, spec);
+        drop(state);
+        let _ = self.wake.write(1);
+        Ok(reply)
+    }
+}
+
+/// Event data tags: listeners carry their port; connections `CONN_TAG | fd`, input
+/// descriptors `INPUT_TAG | fd`.
+const CONN_TAG: u32 = 1 << 31;
+const INPUT_TAG: u32 = 1 << 30;
+const WAKE_TAG: u32 = 1 << 29;
+
+/// A console input descriptor (fd, tty, pty, xterm) the loop reads.
+struct Input {
+    name: ConsoleName,
+    file: Arc<File>,
+    buffer: console::InputBuffer,
+    /// Whether it is in the epoll set (regular files and /dev/null cannot be polled; an input
+    /// that ended is no longer watched).
+    watched: bool,
+}
+
+/// Serves the consoles' host side in the event loop: reads input descriptors, accepts telnet
+/// connections and reads them, and follows re-attaches.
+pub struct ConsoleSubscriber {
+    hub: ConsoleHub,
     transports: HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
     control: Arc<crate::mconsole::Control>,
+    inputs: Vec<Input>,
+    listeners: Vec<(u16, Arc<std::net::TcpListener>)>,
 }
 
-impl PortSubscriber {
-    /// Serves `state` for the current machine.
+impl ConsoleSubscriber {
+    /// Serves `hub` for the current machine.
     pub fn new(
-        state: Arc<Mutex<PortConnections>>,
+        hub: ConsoleHub,
         transports: HashMap<ConsoleName, Arc<Mutex<MmioTransport>>>,
         control: Arc<crate::mconsole::Control>,
     ) -> Self {
-        Self { state, transports, control }
+        Self { hub, transports, control, inputs: Vec::new(), listeners: Vec::new() }
+    }
+
+    /// Makes the epoll set match the channels: stops watching what a re-attach closed (before
+    /// the descriptors are dropped) and starts watching what it opened.
+    fn sync(&mut self, ops: &mut EventOps) {
+        let Ok(mut state) = self.hub.state.lock() else { return };
+        for s in state.closing.drain(..) {
+            let _ = ops.remove(Events::with_data(&s, CONN_TAG | s.as_raw_fd() as u32, EventSet::IN));
+        }
+        let current: Vec<(ConsoleName, Arc<File>, console::InputBuffer)> = state
+            .channels
+            .iter()
+            .filter_map(|c| Some((c.name, c.input_fd.clone()?, c.input.clone())))
+            .collect();
+        self.inputs.retain(|i| {
+            let keep = current.iter().any(|(_, f, _)| Arc::ptr_eq(f, &i.file));
+            if !keep && i.watched {
+                let _ = ops.remove(Events::with_data(
+                    &*i.file,
+                    INPUT_TAG | i.file.as_raw_fd() as u32,
+                    EventSet::IN,
+                ));
+            }
+            keep
+        });
+        for (name, file, buffer) in current {
+            if self.inputs.iter().any(|i| Arc::ptr_eq(&i.file, &file)) {
+                continue;
+            }
+            let watched =
+                ops.add(Events::with_data(&*file, INPUT_TAG | file.as_raw_fd() as u32, EventSet::IN)).is_ok();
+            if !watched {
+                log::debug!("{name}: input is not pollable; ignoring it");
+            }
+            self.inputs.push(Input { name, file, buffer, watched });
+        }
+        let listeners = &state.servers.listeners;
+        self.listeners.retain(|(port, l)| {
+            let keep = listeners.get(port).is_some_and(|c| Arc::ptr_eq(c, l));
+            if !keep {
+                let _ = ops.remove(Events::with_data(&**l, u32::from(*port), EventSet::IN));
+            }
+            keep
+        });
+        for (port, l) in listeners {
+            if !self.listeners.iter().any(|(_, m)| Arc::ptr_eq(m, l)) {
+                if let Err(e) = ops.add(Events::with_data(&**l, u32::from(*port), EventSet::IN)) {
+                    log::error!("port {port}: cannot watch it: {e}");
+                }
+                self.listeners.push((*port, l.clone()));
+            }
+        }
+    }
+
+    fn read_input(&mut self, events: Events, ops: &mut EventOps) {
+        let fd = (events.data() & !INPUT_TAG) as i32;
+        let Some(input) = self.inputs.iter_mut().find(|i| i.file.as_raw_fd() == fd) else { return };
+        match console::read_available(&input.file) {
+            // A hang-up with data still buffered reads the data first; only the end of input
+            // (or an error) stops the watch.
+            Some(bytes) if !bytes.is_empty() => {
+                deliver(&input.buffer, self.transports.get(&input.name), &bytes, &self.control)
+            }
+            Some(_) if events.event_set().contains(EventSet::HANG_UP) => {
+                let _ = ops.remove(events);
+                input.watched = false;
+            }
+            Some(_) => {}
+            None => {
+                // End of input: stop watching (a closed stdin must not spin the loop).
+                let _ = ops.remove(events);
+                input.watched = false;
+            }
+        }
     }
 }
 
-/// Event data tags: listeners carry their port; connections carry `CONN_TAG | fd`.
-const CONN_TAG: u32 = 1 << 31;
-
-impl MutEventSubscriber for PortSubscriber {
+impl MutEventSubscriber for ConsoleSubscriber {
     fn init(&mut self, ops: &mut EventOps) {
-        let Ok(state) = self.state.lock() else { return };
-        for (port, l) in &state.servers.listeners {
-            let _ = ops.add(Events::with_data(&**l, u32::from(*port), EventSet::IN));
+        if let Err(e) = ops.add(Events::with_data(&*self.hub.wake, WAKE_TAG, EventSet::IN)) {
+            log::error!("cannot watch the consoles' wake-up eventfd: {e}");
         }
-        for (s, _, _) in &state.conns {
-            let _ = ops.add(Events::with_data(s, CONN_TAG | s.as_raw_fd() as u32, EventSet::IN));
+        if let Ok(state) = self.hub.state.lock() {
+            for (s, _, _) in &state.conns {
+                let _ = ops.add(Events::with_data(s, CONN_TAG | s.as_raw_fd() as u32, EventSet::IN));
+            }
         }
+        self.sync(ops);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        let Ok(mut state) = self.state.lock() else { return };
         let data = events.data();
+        if data == WAKE_TAG {
+            let _ = self.hub.wake.read();
+            return self.sync(ops);
+        }
+        if data & INPUT_TAG != 0 {
+            return self.read_input(events, ops);
+        }
+        let Ok(mut state) = self.hub.state.lock() else { return };
         if data & CONN_TAG == 0 {
             if let Some((stream, channel)) = state.servers.accept(data as u16) {
                 log::info!("{}: telnet connection on port {data}", channel.name);
@@ -459,7 +602,7 @@ impl MutEventSubscriber for PortSubscriber {
                     || e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(n) if n > 0 => {
                 let bytes = console::strip_telnet(&buf[..n], telnet);
-                deliver(channel, self.transports.get(&channel.name), &bytes, &self.control);
+                deliver(&channel.input, self.transports.get(&channel.name), &bytes, &self.control);
             }
             _ => {
                 let _ = ops.remove(events);

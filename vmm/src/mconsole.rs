@@ -423,6 +423,8 @@ pub struct GuestLink {
     pub irq: vmm_sys_util::eventfd::EventFd,
     /// Where hot-plugged devices go.
     pub slots: crate::hotplug::Slots,
+    /// The consoles' host side (`config conN=CHANNEL` re-attaches one).
+    pub consoles: crate::devices::ConsoleHub,
 }
 
 /// The server: answers requests on the socket from the event loop.
@@ -576,6 +578,9 @@ impl Server {
 
     /// How device `name` was configured: on the command line or hot-plugged.
     fn describe(&self, name: &str) -> Option<String> {
+        if let Some(spec) = self.guest.as_ref().and_then(|g| g.consoles.describe(name)) {
+            return Some(spec);
+        }
         if let Some((_, spec)) = self.devices.iter().find(|(d, _)| d == name) {
             return Some(spec.clone());
         }
@@ -591,6 +596,16 @@ impl Server {
         let (cmd, arg) = line.split_once(char::is_whitespace).map_or((line, ""), |(c, a)| (c, a.trim()));
         if cmd.starts_with("config") {
             let Some((key, value)) = arg.split_once('=') else { return Plug::NotMine };
+            let (key, value) = (key.trim(), value.trim());
+            if key.starts_with("con") || key.starts_with("ssl") {
+                return match &self.guest {
+                    Some(g) => match g.consoles.reattach(key, value) {
+                        Ok(text) => Plug::Reply(false, text),
+                        Err(e) => Plug::Reply(true, e),
+                    },
+                    None => Plug::Reply(true, "no machine".into()),
+                };
+            }
             return match self.config_device(key.trim(), value.trim(), from, ops) {
                 Ok(()) => Plug::Asked,
                 Err(e) => Plug::Reply(true, e),
@@ -629,9 +644,6 @@ impl Server {
     ) -> Result<(), String> {
         if key.starts_with("eth") {
             return Err(format!("{key}: network devices are not supported yet"));
-        }
-        if key.starts_with("con") || key.starts_with("ssl") {
-            return Err(format!("{key}: re-attaching console channels is not supported yet"));
         }
         let spec = match umlvm_devices::ubd::parse_switch(key, value) {
             Ok(Some(spec)) => spec,

@@ -174,6 +174,7 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         .iter()
         .map(|(name, spec)| umlvm_devices::virtio::console::open(*name, spec, &mut ports.servers, &xterm))
         .collect::<Result<Vec<_>, _>>()?;
+    ports.specs = cfg.consoles.iter().cloned().collect();
     for c in &consoles {
         if let Some(a) = &c.announce {
             eprintln!("umlvm: {a}");
@@ -199,12 +200,12 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
         .map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
     log::info!("{}: mconsole (version 2) initialized on {}", umid_dir.umid, socket_path.display());
     server.guest_requests().set_kernel(cfg.kernel.clone());
-    // con0 on the host terminal: raw mode, restored on every way out.
-    let _raw = consoles
-        .iter()
-        .find(|c| c.name.to_string() == "con0")
-        .and_then(|c| c.input_fd.as_ref())
-        .and_then(|f| crate::sys::RawTerminal::enter(f));
+    // con0 on the host terminal: raw mode, restored on every way out. The terminal's
+    // descriptor is held here (declared first, dropped last), so the restore still reaches it
+    // when con0 was re-attached elsewhere meanwhile.
+    let con0_terminal =
+        consoles.iter().find(|c| c.name.to_string() == "con0").and_then(|c| c.input_fd.clone());
+    let _raw = con0_terminal.as_deref().and_then(crate::sys::RawTerminal::enter);
     // As in UML, a con0 on a port waits for its connection before the machine boots.
     if let Some(port) = consoles.iter().find(|c| c.name.to_string() == "con0").and_then(|c| c.port) {
         eprintln!("umlvm: con0 is waiting for a connection on port {port} (telnet localhost {port})");
@@ -216,12 +217,14 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    let ports = Arc::new(Mutex::new(ports));
+    ports.channels = consoles;
+    let hub = crate::devices::ConsoleHub::new(ports, xterm)?;
     let mut boot_count = 0u32;
     // --timeout runs over reboots: it bounds the whole job.
     let deadline = cfg.timeout.map(|t| Instant::now() + t);
     loop {
         let t_setup = Instant::now();
+        let consoles = hub.channels();
         let machine = vm::create(&kvm, cfg, kernel, boot_count, start, &disks, &consoles, initrd.as_ref())?;
         if cfg.verbosity >= Verbosity::Verbose {
             eprintln!(
@@ -259,9 +262,10 @@ pub fn run(cfg: &VmConfig, start: &StartTime) -> Result<u8, RunError> {
                 mem: machine.mem.clone(),
                 bus: machine.devices.bus(),
             },
+            consoles: hub.clone(),
         };
         let mconsole = server.for_machine(link).map_err(|e| RunError::Mconsole(socket_path.clone(), e))?;
-        let (outcome, timed_out) = run_machine(machine, &consoles, &ports, mconsole, &control, deadline)?;
+        let (outcome, timed_out) = run_machine(machine, &hub, mconsole, &control, deadline)?;
         if timed_out {
             let secs = cfg.timeout.map_or(0.0, |t| t.as_secs_f64());
             eprintln!("umlvm: the guest did not finish within {secs} s (--timeout); stopped it");
@@ -323,8 +327,7 @@ fn print_guest_backtrace(mem: &vm_memory::GuestMemoryMmap, record_gpa: u64, kern
 /// Runs one machine until its guest stops: the vCPU on its own thread, the event loop here.
 fn run_machine(
     machine: vm::Machine,
-    consoles: &[umlvm_devices::virtio::console::OpenedChannel],
-    ports: &Arc<Mutex<crate::devices::PortConnections>>,
+    consoles: &crate::devices::ConsoleHub,
     mconsole: crate::mconsole::Server,
     control: &Arc<crate::mconsole::Control>,
     deadline: Option<Instant>,
@@ -345,13 +348,8 @@ fn run_machine(
         }
     }
     let transports = devices.console_transports();
-    for c in consoles {
-        if let Some(input) = crate::devices::ConsoleInput::new(c, &transports, control.clone()) {
-            events.add_subscriber(Arc::new(Mutex::new(input)));
-        }
-    }
-    events.add_subscriber(Arc::new(Mutex::new(crate::devices::PortSubscriber::new(
-        ports.clone(),
+    events.add_subscriber(Arc::new(Mutex::new(crate::devices::ConsoleSubscriber::new(
+        consoles.clone(),
         transports,
         control.clone(),
     ))));
@@ -430,7 +428,7 @@ pub(crate) fn describe_ubd(u: &umlvm_devices::ubd::UbdSpec) -> String {
 }
 
 /// How `config conN` describes a console (as on the command line).
-fn describe_console(s: &umlvm_devices::virtio::console::ConsoleSpec) -> String {
+pub(crate) fn describe_console(s: &umlvm_devices::virtio::console::ConsoleSpec) -> String {
     use umlvm_devices::virtio::console::ChannelSpec;
     let one = |c: &ChannelSpec| match c {
         ChannelSpec::Fd(n) => format!("fd:{n}"),

@@ -473,6 +473,44 @@ pub fn open(
     ports: &mut PortServers,
     xterm: &XtermSetup,
 ) -> Result<OpenedChannel, ChannelError> {
+    open_with(name, spec, ports, xterm, None)
+}
+
+/// Re-attaches the host side of `old` (a running console) to the channels of `spec`: opens
+/// them as [`open`] does, then, only if that worked, moves the device's output to them (the
+/// device keeps its output handle and input buffer) and lets go of the old channels (a port
+/// stops serving this device; its listener goes when no device waits on it any more). On an
+/// error nothing changes.
+pub fn reattach(
+    old: &OpenedChannel,
+    spec: &ConsoleSpec,
+    ports: &mut PortServers,
+    xterm: &XtermSetup,
+) -> Result<OpenedChannel, ChannelError> {
+    open_with(old.name, spec, ports, xterm, Some(old))
+}
+
+impl PortServers {
+    /// Stops serving `name` on `port`; the listener is closed (here: dropped from the map)
+    /// when no other device waits on it, unless `keep`.
+    fn leave(&mut self, port: u16, name: ConsoleName, keep: bool) {
+        if let Some(w) = self.waiting.get_mut(&port) {
+            w.retain(|c| c.name != name);
+            if w.is_empty() && !keep {
+                self.waiting.remove(&port);
+                self.listeners.remove(&port);
+            }
+        }
+    }
+}
+
+fn open_with(
+    name: ConsoleName,
+    spec: &ConsoleSpec,
+    ports: &mut PortServers,
+    xterm: &XtermSetup,
+    old: Option<&OpenedChannel>,
+) -> Result<OpenedChannel, ChannelError> {
     let label = format!("{name}");
     let mut input_fd = None;
     let mut port = None;
@@ -551,23 +589,31 @@ pub fn open(
         }
         ChannelSpec::Null | ChannelSpec::None => OutputState::Writer(Box::new(io::sink())),
     };
-    let opened = OpenedChannel {
-        name,
-        output: SharedOutput(Arc::new(Mutex::new(output))),
-        input: InputBuffer::default(),
-        input_fd,
-        port,
-        announce,
-        window,
-        pty_slave,
-    };
-    if let Some(p) = port {
-        if let std::collections::hash_map::Entry::Vacant(slot) = ports.listeners.entry(p) {
-            let l = TcpListener::bind(("127.0.0.1", p))
-                .map_err(|e| ChannelError::Open(format!("{label}=port:{p}: cannot listen"), e))?;
-            l.set_nonblocking(true).map_err(|e| ChannelError::Open(format!("{label}=port:{p}"), e))?;
-            slot.insert(Arc::new(l));
+    if let Some(p) = port
+        && let std::collections::hash_map::Entry::Vacant(slot) = ports.listeners.entry(p)
+    {
+        let l = TcpListener::bind(("127.0.0.1", p))
+            .map_err(|e| ChannelError::Open(format!("{label}=port:{p}: cannot listen"), e))?;
+        l.set_nonblocking(true).map_err(|e| ChannelError::Open(format!("{label}=port:{p}"), e))?;
+        slot.insert(Arc::new(l));
+    }
+    // Everything is open: from here on nothing fails.
+    let (shared, input) = match old {
+        Some(old) => {
+            if let Some(p) = old.port {
+                ports.leave(p, name, port == Some(p));
+            }
+            // The device writes through this handle: the new channel takes its place, and the
+            // old writer (a pty, a connection, a file) is closed.
+            let previous =
+                std::mem::replace(&mut *old.output.0.lock().unwrap_or_else(|e| e.into_inner()), output);
+            drop(previous);
+            (old.output.clone(), old.input.clone())
         }
+        None => (SharedOutput(Arc::new(Mutex::new(output))), InputBuffer::default()),
+    };
+    let opened = OpenedChannel { name, output: shared, input, input_fd, port, announce, window, pty_slave };
+    if let Some(p) = port {
         ports.waiting.entry(p).or_default().push(opened.clone());
     }
     Ok(opened)
@@ -651,6 +697,42 @@ mod tests {
         assert!(TerminalEmulator::parse("xterm,-T").is_none());
         assert!(TerminalEmulator::parse("a,b,c,d").is_none());
         assert_eq!(parse_switch("con1", "xterm").unwrap().unwrap().2.input, ChannelSpec::Xterm);
+    }
+
+    #[test]
+    fn reattach_moves_output_and_keeps_the_old_channel_on_errors() {
+        let dir = std::env::temp_dir().join(format!("umlvm-reattach-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let name = ConsoleName { kind: ConsoleKind::Con, unit: 1 };
+        let xterm = XtermSetup { emulator: TerminalEmulator::default(), helper: "umlvm".into() };
+        let mut ports = PortServers::default();
+        let file = |p: &std::path::Path| spec(ChannelSpec::Null, ChannelSpec::File(p.into()));
+        let first = open(name, &file(&a), &mut ports, &xterm).unwrap();
+        let mut device_output = first.output.clone();
+        device_output.write_all(b"one ").unwrap();
+        let second = reattach(&first, &file(&b), &mut ports, &xterm).unwrap();
+        device_output.write_all(b"two").unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"one ");
+        assert_eq!(std::fs::read(&b).unwrap(), b"two");
+        // A port another program holds: refused, output stays where it was.
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = taken.local_addr().unwrap().port();
+        let e = reattach(&second, &spec(ChannelSpec::Port(p), ChannelSpec::Port(p)), &mut ports, &xterm);
+        assert!(e.err().unwrap().to_string().contains("cannot listen"));
+        device_output.write_all(b"three").unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"twothree");
+        // Onto a free port and off it again: the listener goes with its last device.
+        drop(taken);
+        let on_port =
+            reattach(&second, &spec(ChannelSpec::Port(p), ChannelSpec::Port(p)), &mut ports, &xterm);
+        let on_port = on_port.unwrap();
+        assert!(ports.listeners.contains_key(&p) && ports.waiting[&p].len() == 1);
+        let again = reattach(&on_port, &spec(ChannelSpec::Port(p), ChannelSpec::Port(p)), &mut ports, &xterm);
+        assert!(again.is_ok() && ports.listeners.contains_key(&p) && ports.waiting[&p].len() == 1);
+        reattach(&again.unwrap(), &spec(ChannelSpec::Null, ChannelSpec::Null), &mut ports, &xterm).unwrap();
+        assert!(ports.listeners.is_empty() && ports.waiting.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub use crate::sys::{make_raw as make_terminal_raw, restore_terminal};
 pub use channel::{
     ChannelError, ChannelSpec, ConsoleKind, ConsoleName, ConsoleSpec, MAX_UNITS, OpenedChannel, PortServers,
     SharedOutput, TerminalEmulator, XtermSetup, XtermWindow, check_inputs, open, parse_switch,
-    read_available, resolve, strip_telnet,
+    read_available, reattach, resolve, strip_telnet,
 };
 pub use device::{Console, InputBuffer};
 
