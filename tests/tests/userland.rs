@@ -490,3 +490,34 @@ fn ctrl_d_at_the_prompt_ends_the_shell_and_the_machine() {
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(status, Some(4), "^D ends the shell with its last status, 4; umlvm stderr:\n{stderr}");
 }
+
+/// CI mode with stdin from a file or /dev/null (not a terminal): the command sees a pipe, not
+/// a terminal — no echo of its input, `\n` stays `\n`, isatty() is false — and the end of
+/// umlvm's stdin is the end of its input.
+#[test]
+fn command_mode_with_piped_stdio_behaves_like_a_pipe() {
+    require_kvm();
+    let dir = TempDir::new("ci-stdio");
+    let input = dir.join("input");
+    std::fs::write(&input, "alpha\nbeta\ngamma\n").unwrap();
+    let run = |args: &[&str], stdin: std::process::Stdio| {
+        let mut cmd = Command::new(umlvm_bin());
+        cmd.arg("run").arg("--initrd").arg(initramfs()).arg("quiet").arg("--").args(args);
+        cmd.stdin(stdin).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        umlvm_tests::run_command_bounded(cmd, LIMIT)
+    };
+    let r = run(&["wc", "-l"], std::fs::File::open(&input).unwrap().into());
+    r.assert_status(0);
+    assert_eq!(r.stdout, "3\n", "exactly the count: no echo, no \\r\n{r}");
+    let r = run(
+        &["sh", "-c", "sort -r; test -t 0 || echo not-a-tty; test -t 1 || echo out-not-a-tty"],
+        std::fs::File::open(&input).unwrap().into(),
+    );
+    r.assert_status(0);
+    assert_eq!(r.stdout, "gamma\nbeta\nalpha\nnot-a-tty\nout-not-a-tty\n", "{r}");
+    let r = run(&["cat"], std::process::Stdio::null());
+    r.assert_status(0);
+    assert_eq!(r.stdout, "", "cat of an empty stdin ends at once\n{r}");
+    let r = run(&["ls", "/"], std::process::Stdio::null());
+    assert!(r.stdout.contains("bin\ndev\n"), "one name per line, as into a pipe\n{r}");
+}

@@ -335,6 +335,16 @@ impl VmConfig {
         cfg.consoles = console::resolve(&general, &specific);
         console::check_inputs(&cfg.consoles)?;
         cfg.cmdline = words.join(" ");
+        // CI mode with stdin from a pipe or file: the guest's console behaves like one (no
+        // echo, no output translation, no line editing), and its end is passed on.
+        let con0_stdio = !specific.keys().any(|n| n.kind == console::ConsoleKind::Con && n.unit == 0)
+            && !general.contains_key(&console::ConsoleKind::Con);
+        if !cli.command.is_empty() && con0_stdio && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            if !cfg.cmdline.is_empty() {
+                cfg.cmdline.push(' ');
+            }
+            cfg.cmdline.push_str("stdio=pipe");
+        }
         if !cli.command.is_empty() {
             cfg.cmdline.push_str(if cfg.cmdline.is_empty() { "--" } else { " --" });
             for w in &cli.command {

@@ -465,6 +465,17 @@ struct Input {
     watched: bool,
 }
 
+/// What con0 gets when its input ends and it is not a terminal (a pipe, a file, /dev/null):
+/// two VEOF characters, so a program reading the guest's terminal in canonical mode sees the
+/// end of its input, as if it had been typed (the first one ends a partial last line).
+const END_OF_INPUT: &[u8] = b"\x04\x04";
+
+/// Whether `name` is con0 fed by something other than a terminal, whose end the guest must
+/// learn about.
+fn tells_guest_about_eof(name: ConsoleName, file: &File) -> bool {
+    name.kind == console::ConsoleKind::Con && name.unit == 0 && !std::io::IsTerminal::is_terminal(file)
+}
+
 /// Serves the consoles' host side in the event loop: reads input descriptors, accepts telnet
 /// connections and reads them, and follows re-attaches.
 pub struct ConsoleSubscriber {
@@ -514,7 +525,25 @@ impl ConsoleSubscriber {
             }
             let watched =
                 ops.add(Events::with_data(&*file, INPUT_TAG | file.as_raw_fd() as u32, EventSet::IN)).is_ok();
-            if !watched {
+            if !watched && tells_guest_about_eof(name, &file) {
+                // A regular file or /dev/null: it cannot be polled, so hand over what it holds
+                // (up to the device's input buffer) and then its end.
+                let mut data = Vec::new();
+                while let Some(bytes) = console::read_available(&file) {
+                    if bytes.is_empty() || data.len() > 64 * 1024 {
+                        break;
+                    }
+                    data.extend_from_slice(&bytes);
+                }
+                if data.len() > 64 * 1024 {
+                    eprintln!(
+                        "umlvm: {name}: input is a file larger than 64 KiB; only its start reaches the guest (pipe it instead: cat FILE | umlvm ...)"
+                    );
+                    data.truncate(64 * 1024);
+                }
+                deliver(&buffer, self.transports.get(&name), &data, &self.control);
+                deliver(&buffer, self.transports.get(&name), END_OF_INPUT, &self.control);
+            } else if !watched {
                 log::debug!("{name}: input is not pollable; ignoring it");
             }
             self.inputs.push(Input { name, file, buffer, watched });
@@ -549,12 +578,19 @@ impl ConsoleSubscriber {
             Some(_) if events.event_set().contains(EventSet::HANG_UP) => {
                 let _ = ops.remove(events);
                 input.watched = false;
+                if tells_guest_about_eof(input.name, &input.file) {
+                    deliver(&input.buffer, self.transports.get(&input.name), END_OF_INPUT, &self.control);
+                }
             }
             Some(_) => {}
             None => {
-                // End of input: stop watching (a closed stdin must not spin the loop).
+                // End of input: stop watching (a closed stdin must not spin the loop), and
+                // tell the guest.
                 let _ = ops.remove(events);
                 input.watched = false;
+                if tells_guest_about_eof(input.name, &input.file) {
+                    deliver(&input.buffer, self.transports.get(&input.name), END_OF_INPUT, &self.control);
+                }
             }
         }
     }

@@ -229,7 +229,11 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
         match crate::process::spawn_init(&exe, inode, args, envs, ctx.clone(), files) {
             Ok(()) => {
                 log::info!("starting {path} as init (pid 1)");
-                crate::tty::set_controlling(crate::tty::index_of_unit(false, 0).unwrap_or(0), 1, 1);
+                let console = crate::tty::index_of_unit(false, 0).unwrap_or(0);
+                crate::tty::set_controlling(console, 1, 1);
+                if words.get("stdio") == Some("pipe") {
+                    crate::tty::make_pipe_like(console);
+                }
                 crate::sched::start_clock();
                 return true;
             }

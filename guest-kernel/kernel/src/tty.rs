@@ -31,6 +31,8 @@ pub struct Tty {
     /// Session that owns it (0: none).
     pub session: Pid,
     winsize: Winsize,
+    /// `stdio=pipe`: not a terminal to programs (terminal ioctls fail with ENOTTY).
+    pipe_like: bool,
 }
 
 static TTYS: IrqMutex<Vec<Tty>> = IrqMutex::new(Vec::new());
@@ -60,6 +62,7 @@ pub fn init(info: &BootInfo) {
             fg_pgrp: 0,
             session: 0,
             winsize: Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 },
+            pipe_like: false,
         });
     }
     let names: Vec<String> = ttys.iter().map(|t| t.name.clone()).collect();
@@ -235,6 +238,11 @@ mod ioc {
 pub fn ioctl(index: usize, file: &crate::file::OpenFile, cmd: u64, arg: u64) -> KResult<u64> {
     let me = sched::current();
     let mm = me.proc.mm().ok_or(Errno::EFAULT)?;
+    let pipe_like = TTYS.lock().get(index).is_some_and(|t| t.pipe_like);
+    if pipe_like && cmd != ioc::FIONREAD && cmd != ioc::FIONBIO {
+        // stdio=pipe: programs must see a pipe, not a terminal (isatty() is false).
+        return Err(Errno::ENOTTY);
+    }
     match cmd {
         ioc::TCGETS => {
             let t = TTYS.lock().get(index).map(|t| *t.ldisc.termios()).ok_or(Errno::ENXIO)?;
@@ -353,6 +361,26 @@ pub fn ioctl(index: usize, file: &crate::file::OpenFile, cmd: u64, arg: u64) -> 
         ioc::TCXONC | ioc::TCSBRK => Ok(0),
         ioc::TIOCGPTN => Err(Errno::ENOTTY),
         _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// `stdio=pipe` (CI mode with stdin from a pipe or file): terminal `index` passes bytes
+/// through as a pipe would — no echo, no output translation, no signal or editing
+/// characters — while staying canonical, so the VEOF the VMM sends at the end of its input
+/// ends a read as end of file. Lines longer than the line discipline's buffer (4 KiB) are cut.
+pub fn make_pipe_like(index: usize) {
+    use umlvm_kcore::termios::{
+        ECHO, ECHOCTL, ECHOE, ECHOK, ECHOKE, ECHONL, ICRNL, IEXTEN, ISIG, IXON, OPOST, VERASE, VKILL,
+    };
+    if let Some(t) = TTYS.lock().get_mut(index) {
+        let mut tio = *t.ldisc.termios();
+        tio.c_lflag &= !(ECHO | ECHOE | ECHOK | ECHOKE | ECHONL | ECHOCTL | ISIG | IEXTEN);
+        tio.c_iflag &= !(ICRNL | IXON);
+        tio.c_oflag &= !OPOST;
+        tio.c_cc[VERASE] = 0;
+        tio.c_cc[VKILL] = 0;
+        t.ldisc.set_termios(tio);
+        t.pipe_like = true;
     }
 }
 
