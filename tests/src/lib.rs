@@ -629,6 +629,135 @@ pub fn terminal(prompt: &'static str) -> (Terminal, std::fs::File) {
     (Terminal { master, pending: Vec::new(), prompt }, slave)
 }
 
+/// A machine started with `umid` under `base` (`--uml-dir`), its console collected in the
+/// background, killed by its PID when dropped; `start` returns once `ready` was printed.
+pub struct Machine {
+    /// The umlvm process.
+    pub child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Its mconsole socket.
+    pub socket: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Machine {
+    /// Starts `umlvm run umid=UMID --uml-dir BASE EXTRA...`.
+    pub fn start(base: &Path, umid: &str, extra: &[&str], ready: &str) -> Self {
+        require_kvm();
+        let mut args =
+            vec!["run".to_string(), format!("umid={umid}"), "--uml-dir".into(), base.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let stderr = base.join(format!("{umid}.stderr"));
+        let mut child = std::process::Command::new(umlvm_bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let m = Self { child, out, socket: base.join(umid).join("mconsole"), stderr };
+        m.wait_for(ready);
+        assert!(m.socket.exists(), "no mconsole socket at {}", m.socket.display());
+        m
+    }
+
+    /// The console output so far.
+    pub fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 20 s) until the console shows `needle`.
+    pub fn wait_for(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.output().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in\n{}\n--- umlvm stderr\n{}",
+                self.output(),
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Debian's uml_mconsole against this machine: (exit status, output).
+    pub fn uml_mconsole(&self, command: &[&str]) -> (Option<i32>, String) {
+        uml_mconsole_at(&self.socket, command, || {
+            format!(
+                "--- guest\n{}\n--- umlvm stderr\n{}",
+                self.output(),
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Waits (up to 20 s) for the machine to end; its exit status.
+    pub fn wait(mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "machine did not end\n{}", self.output());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // Only the machine this test started, by PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs Debian's `uml_mconsole SOCKET COMMAND...` (package uml-utilities), bounded to 10 s
+/// (the client is killed by its PID then, and the test fails with `context()`): (exit status,
+/// trimmed output).
+pub fn uml_mconsole_at(
+    socket: &Path,
+    command: &[&str],
+    context: impl Fn() -> String,
+) -> (Option<i32>, String) {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new("uml_mconsole")
+        .arg(socket)
+        .args(command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("uml_mconsole (package uml-utilities)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            return (status.code(), out.trim().to_string());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("uml_mconsole {command:?} got no reply in 10 s\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,28 +42,7 @@ impl Machine {
 
     /// Debian's uml_mconsole: (exit status, output).
     fn mc(&self, command: &[&str]) -> (Option<i32>, String) {
-        let mut child = Command::new("uml_mconsole")
-            .arg(&self.socket)
-            .args(command)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("uml_mconsole (package uml-utilities)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut out = String::new();
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                return (status.code(), out.trim().to_string());
-            }
-            if Instant::now() > deadline {
-                // Only the client this test started, by PID.
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("uml_mconsole {command:?} got no reply in 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        umlvm_tests::uml_mconsole_at(&self.socket, command, String::new)
     }
 
     /// Waits for the machine's end: (status, stdout).

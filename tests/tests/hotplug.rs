@@ -3,113 +3,9 @@
 //! guest (`config ubdN=SPEC`), which sees `/dev/ubdX` appear and reads and writes it; `remove
 //! ubdN` is refused while the guest uses the device and releases the image (its lock) after.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use umlvm_tests::{TempDir, require_kvm, umlvm, umlvm_bin};
-
-/// A machine started with `umid` under `base`, its console collected in the background.
-struct Machine {
-    child: Child,
-    out: std::sync::Arc<std::sync::Mutex<String>>,
-    socket: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Machine {
-    fn start(base: &Path, umid: &str, extra: &[&str], ready: &str) -> Self {
-        require_kvm();
-        let mut args =
-            vec!["run".to_string(), format!("umid={umid}"), "--uml-dir".into(), base.display().to_string()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let stderr = base.join(format!("{umid}.stderr"));
-        let mut child = Command::new(umlvm_bin())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().unwrap();
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let m = Self { child, out, socket: base.join(umid).join("mconsole"), stderr };
-        m.wait_for(ready);
-        m
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.output().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in\n{}\n--- umlvm stderr\n{}",
-                self.output(),
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Debian's uml_mconsole: (exit status, output).
-    fn mc(&self, command: &[&str]) -> (Option<i32>, String) {
-        let mut child = Command::new("uml_mconsole")
-            .arg(&self.socket)
-            .args(command)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("uml_mconsole (package uml-utilities)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut out = String::new();
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                return (status.code(), out.trim().to_string());
-            }
-            if Instant::now() > deadline {
-                // Only the client this test started, by PID.
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("uml_mconsole {command:?} got no reply in 10 s\n--- guest\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait(mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(Instant::now() < deadline, "machine did not end\n{}", self.output());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        // Only the machine this test started, by PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::path::Path;
+use std::process::{Command, Stdio};
+use umlvm_tests::{Machine, TempDir, umlvm};
 
 /// A machine whose init is `/bin/sh` running `script` (a file in a busybox initramfs).
 fn start_script(base: &Path, umid: &str, script: &str) -> Machine {
@@ -153,7 +49,7 @@ fn uml_mconsole_hot_plugs_and_removes_a_ubd() {
         while :; do sleep 1; done";
     let m = start_script(base.path(), "hp", script);
     let spec = format!("ubd1={}", img.display());
-    let (status, text) = m.mc(&["config", &spec]);
+    let (status, text) = m.uml_mconsole(&["config", &spec]);
     assert_eq!(status, Some(0), "{text}\n{}", m.output());
     assert!(text.contains("ubdb (ubd/1): 2048 sectors"), "{text}");
     m.wait_for(&format!("got: {}", std::str::from_utf8(HEADER).unwrap()));
@@ -161,20 +57,20 @@ fn uml_mconsole_hot_plugs_and_removes_a_ubd() {
     assert!(m.output().contains("brw-rw----"), "a block device node: {}", m.output());
     assert!(!unlocked(&img), "the image is locked while attached");
     // Queries and refusals.
-    assert_eq!(m.mc(&["config", "ubd1"]), (Some(0), format!("OK {}", img.display())));
-    assert_eq!(m.mc(&["config", &spec]), (Some(1), "ERR ubd1 is already attached".into()));
+    assert_eq!(m.uml_mconsole(&["config", "ubd1"]), (Some(0), format!("OK {}", img.display())));
+    assert_eq!(m.uml_mconsole(&["config", &spec]), (Some(1), "ERR ubd1 is already attached".into()));
     m.wait_for("holding");
-    assert_eq!(m.mc(&["remove", "ubd1"]), (Some(1), "ERR ubdb is open (pid 1)".into()));
-    assert_eq!(m.mc(&["remove", "ubd5"]), (Some(1), "ERR ubd5 is not attached".into()));
+    assert_eq!(m.uml_mconsole(&["remove", "ubd1"]), (Some(1), "ERR ubdb is open (pid 1)".into()));
+    assert_eq!(m.uml_mconsole(&["remove", "ubd5"]), (Some(1), "ERR ubd5 is not attached".into()));
     // A second device is the guest's signal to close the first.
-    let (status, text) = m.mc(&["config", &format!("ubd2={}", img2.display())]);
+    let (status, text) = m.uml_mconsole(&["config", &format!("ubd2={}", img2.display())]);
     assert_eq!(status, Some(0), "{text}");
     m.wait_for("closed");
-    let (status, text) = m.mc(&["remove", "ubd1"]);
+    let (status, text) = m.uml_mconsole(&["remove", "ubd1"]);
     assert_eq!(status, Some(0), "{text}");
     m.wait_for("gone");
     assert!(unlocked(&img), "the image is unlocked after remove");
-    assert_eq!(m.mc(&["config", "ubd1"]), (Some(1), "ERR ubd1: no such device".into()));
+    assert_eq!(m.uml_mconsole(&["config", "ubd1"]), (Some(1), "ERR ubd1: no such device".into()));
     // The same unit again, through umlvm's own client.
     let sock = m.socket.to_str().unwrap().to_string();
     umlvm(&["mconsole", &sock, "config", &spec]).assert_status(0).assert_stdout("OK ubdb");
@@ -182,7 +78,7 @@ fn uml_mconsole_hot_plugs_and_removes_a_ubd() {
     umlvm(&["mconsole", &sock, "remove", "ubd2"]).assert_status(0);
     assert!(unlocked(&img) && unlocked(&img2));
     assert!(!m.output().contains("still-there"), "{}", m.output());
-    assert_eq!(m.mc(&["halt"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
     m.wait();
 }
 
@@ -208,12 +104,12 @@ fn bad_hot_plug_requests_are_refused() {
     ];
     for (command, expected) in cases {
         let words: Vec<&str> = command.split(' ').collect();
-        let (status, text) = m.mc(&words);
+        let (status, text) = m.uml_mconsole(&words);
         assert_eq!(status, Some(1), "{command}: {text}");
         assert!(text.contains(expected), "{command}: {text}");
     }
-    assert_eq!(m.mc(&["config", "ubd1"]), (Some(0), format!("OK {}", img.display())));
-    assert_eq!(m.mc(&["halt"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["config", "ubd1"]), (Some(0), format!("OK {}", img.display())));
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
     m.wait();
 }
 
@@ -234,17 +130,19 @@ fn kernel_only_boot_hot_plugs_until_the_slots_run_out() {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let m = Machine::start(base.path(), "slots", &args, "Boot time:");
-    let add = |n: u32| m.mc(&["config", &format!("ubd{n}={}", base.join(&format!("d{n}.img")).display())]);
+    let add = |n: u32| {
+        m.uml_mconsole(&["config", &format!("ubd{n}={}", base.join(&format!("d{n}.img")).display())])
+    };
     let (status, text) = add(8);
     assert_eq!(status, Some(0), "{text}");
     assert!(text.contains("ubdi (ubd/8)") && text.contains("IRQ 23"), "{text}");
     let (status, text) = add(9);
     assert_eq!((status, text.contains("no free device slot")), (Some(1), true), "{text}");
     assert!(unlocked(&base.join("d9.img")), "a refused image is not kept open");
-    assert_eq!(m.mc(&["remove", "ubd8"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["remove", "ubd8"]).0, Some(0));
     let (status, text) = add(9);
     assert_eq!(status, Some(0), "{text}");
-    assert_eq!(m.mc(&["halt"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
     m.wait();
 }
 
@@ -263,17 +161,20 @@ fn hot_plugged_cow_device_keeps_the_backing_file() {
         while :; do sleep 1; done";
     let m = start_script(base.path(), "cow", script);
     let spec = format!("ubd3={},{}", cow.display(), backing.display());
-    let (status, text) = m.mc(&["config", &spec]);
+    let (status, text) = m.uml_mconsole(&["config", &spec]);
     assert_eq!(status, Some(0), "{text}");
     m.wait_for("read back: COW-WRITTEN-BY-GUEST");
     m.wait_for("head: HOTPLUG-");
-    assert_eq!(m.mc(&["config", "ubd3"]), (Some(0), format!("OK {},{}", cow.display(), backing.display())));
-    assert_eq!(m.mc(&["remove", "ubd3"]).0, Some(0));
+    assert_eq!(
+        m.uml_mconsole(&["config", "ubd3"]),
+        (Some(0), format!("OK {},{}", cow.display(), backing.display()))
+    );
+    assert_eq!(m.uml_mconsole(&["remove", "ubd3"]).0, Some(0));
     assert_eq!(std::fs::read(&backing).unwrap(), before, "the backing file changed");
     let cow_bytes = std::fs::read(&cow).unwrap();
     assert!(cow_bytes.windows(20).any(|w| w == b"COW-WRITTEN-BY-GUEST"), "the write is in the COW file");
     assert!(unlocked(&cow) && unlocked(&backing));
-    assert_eq!(m.mc(&["halt"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
     m.wait();
 }
 
@@ -292,16 +193,16 @@ fn mounted_hot_plugged_device_is_not_removed() {
         while [ ! -e /dev/ubdc ]; do sleep 0.1; done; umount /mnt && echo unmounted; \
         while :; do sleep 1; done";
     let m = start_script(base.path(), "mount", script);
-    assert_eq!(m.mc(&["config", &format!("ubd1={}", img.display())]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["config", &format!("ubd1={}", img.display())]).0, Some(0));
     m.wait_for("mounted");
-    assert_eq!(m.mc(&["remove", "ubd1"]), (Some(1), "ERR ubdb is mounted on /mnt".into()));
-    assert_eq!(m.mc(&["config", &format!("ubd2={}", img2.display())]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["remove", "ubd1"]), (Some(1), "ERR ubdb is mounted on /mnt".into()));
+    assert_eq!(m.uml_mconsole(&["config", &format!("ubd2={}", img2.display())]).0, Some(0));
     m.wait_for("unmounted");
-    let (status, text) = m.mc(&["remove", "ubd1"]);
+    let (status, text) = m.uml_mconsole(&["remove", "ubd1"]);
     assert_eq!(status, Some(0), "{text}");
     let cat = Command::new("debugfs").args(["-R", "cat /hello"]).arg(&img).stderr(Stdio::null()).output();
     let cat = cat.expect("debugfs (e2fsprogs)");
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "hello-from-guest\n");
-    assert_eq!(m.mc(&["halt"]).0, Some(0));
+    assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
     m.wait();
 }

@@ -4,118 +4,25 @@
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use umlvm_tests::{TempDir, require_kvm, umlvm, umlvm_bin};
+use umlvm_tests::{Machine, TempDir, umlvm, umlvm_bin};
 
-/// A machine started with `umid` under `base`, with its stdout collected in the background.
-struct Machine {
-    child: Child,
-    out: std::sync::Arc<std::sync::Mutex<String>>,
-    socket: PathBuf,
-    stderr_path: PathBuf,
+/// A machine running kernel-only work, ready once it printed its boot time.
+fn start(base: &Path, umid: &str, extra: &[&str]) -> Machine {
+    Machine::start(base, umid, extra, "Boot time:")
 }
 
-impl Machine {
-    fn start(base: &Path, umid: &str, extra: &[&str]) -> Self {
-        require_kvm();
-        let mut args =
-            vec!["run".to_string(), format!("umid={umid}"), "--uml-dir".into(), base.display().to_string()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(umlvm_bin())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().unwrap();
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let socket = base.join(umid).join("mconsole");
-        let stderr_path = base.join(format!("{umid}.stderr"));
-        let m = Self { child, out, socket, stderr_path };
-        m.wait_for("Boot time:");
-        assert!(m.socket.exists(), "no mconsole socket at {}", m.socket.display());
-        m
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.output().contains(needle) {
-            assert!(Instant::now() < deadline, "no {needle:?} in\n{}", self.output());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn heartbeats(&self) -> usize {
-        self.output().matches("heartbeat ").count()
-    }
-
-    /// Runs Debian's uml_mconsole against this machine: (exit status, output).
-    fn uml_mconsole(&self, command: &[&str]) -> (Option<i32>, String) {
-        let mut cmd = Command::new("uml_mconsole");
-        cmd.arg(&self.socket).args(command).stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("uml_mconsole (package uml-utilities)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut out = String::new();
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                return (status.code(), out.trim().to_string());
-            }
-            if Instant::now() > deadline {
-                // Only the client this test started, by PID.
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "uml_mconsole {command:?} got no reply in 10 s\n--- guest\n{}\n--- umlvm stderr\n{}",
-                    self.output(),
-                    std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait(mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(Instant::now() < deadline, "machine did not end");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        // Only the machine this test started, by PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Heartbeats the guest logged so far (`heartbeat=N`).
+fn heartbeats(m: &Machine) -> usize {
+    m.output().matches("heartbeat ").count()
 }
 
 #[test]
 fn uml_mconsole_drives_a_live_machine() {
     let base = TempDir::new("mc-life");
-    let m = Machine::start(base.path(), "life", &["selftest=none", "heartbeat=150"]);
+    let m = start(base.path(), "life", &["selftest=none", "heartbeat=150"]);
     assert_eq!(
         m.uml_mconsole(&["version"]),
         (Some(0), format!("OK umlvm-kernel {v} (umlvm {v})", v = env!("CARGO_PKG_VERSION")))
@@ -131,9 +38,9 @@ fn uml_mconsole_drives_a_live_machine() {
     m.wait_for("heartbeat 2\r\n");
     assert_eq!(m.uml_mconsole(&["stop"]), (Some(0), "OK stopped".into()));
     std::thread::sleep(Duration::from_millis(100));
-    let frozen = m.heartbeats();
+    let frozen = heartbeats(&m);
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(m.heartbeats(), frozen, "the guest ran while stopped");
+    assert_eq!(heartbeats(&m), frozen, "the guest ran while stopped");
     assert_eq!(m.uml_mconsole(&["version"]).0, Some(0), "mconsole answers while stopped");
     assert_eq!(m.uml_mconsole(&["stop"]), (Some(1), "ERR Already stopped".into()));
     assert_eq!(m.uml_mconsole(&["go"]), (Some(0), "OK".into()));
@@ -151,7 +58,7 @@ fn uml_mconsole_drives_a_live_machine() {
 #[test]
 fn umlvm_mconsole_one_shot_and_interactive() {
     let base = TempDir::new("mc-own");
-    let m = Machine::start(base.path(), "own", &["selftest=none", "ticks=20000"]);
+    let m = start(base.path(), "own", &["selftest=none", "ticks=20000"]);
     let r = umlvm(&["mconsole", "--uml-dir", base.path().to_str().unwrap(), "own", "version"]);
     r.assert_status(0).assert_stdout("OK umlvm-kernel ");
     umlvm(&["mconsole", "--uml-dir", base.path().to_str().unwrap(), "own", "go"])
@@ -182,7 +89,7 @@ fn interactive_prompt_on_a_terminal_has_history() {
     use std::io::Write;
     use umlvm_tests::pty;
     let base = TempDir::new("mc-tty");
-    let m = Machine::start(base.path(), "tty", &["selftest=none", "ticks=20000"]);
+    let m = start(base.path(), "tty", &["selftest=none", "ticks=20000"]);
     let (master, slave) = pty::open();
     let mut child = Command::new(umlvm_bin())
         .args(["mconsole", "--uml-dir", base.path().to_str().unwrap(), "tty"])
@@ -247,7 +154,7 @@ fn bad_datagrams_do_not_hurt_the_machine() {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
     let base = TempDir::new("mc-bad");
-    let m = Machine::start(base.path(), "bad", &["selftest=none", "ticks=20000"]);
+    let m = start(base.path(), "bad", &["selftest=none", "ticks=20000"]);
     let addr =
         SocketAddr::from_abstract_name(format!("umlvm-test-bad-{}", std::process::id()).as_bytes()).unwrap();
     let s = UnixDatagram::bind_addr(&addr).unwrap();
@@ -280,7 +187,7 @@ fn bad_datagrams_do_not_hurt_the_machine() {
 #[test]
 fn umid_rules_modes_and_cleanup() {
     let base = TempDir::new("mc-umid");
-    let m = Machine::start(base.path(), "one", &["selftest=none", "ticks=20000"]);
+    let m = start(base.path(), "one", &["selftest=none", "ticks=20000"]);
     let dir = base.path().join("one");
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(std::fs::metadata(&m.socket).unwrap().permissions().mode() & 0o777, 0o600);
@@ -309,7 +216,7 @@ fn umid_rules_modes_and_cleanup() {
     // A stale directory (its pid is gone) is reused.
     std::fs::create_dir_all(base.path().join("stale")).unwrap();
     std::fs::write(base.path().join("stale/pid"), "999999999\n").unwrap();
-    let m = Machine::start(base.path(), "stale", &["selftest=none", "ticks=20000"]);
+    let m = start(base.path(), "stale", &["selftest=none", "ticks=20000"]);
     let pid: u32 = std::fs::read_to_string(base.path().join("stale/pid")).unwrap().trim().parse().unwrap();
     assert_eq!(pid, m.child.id());
     assert_eq!(m.uml_mconsole(&["halt"]).0, Some(0));
@@ -324,7 +231,7 @@ fn umid_rules_modes_and_cleanup() {
 #[test]
 fn guest_side_commands_reach_the_kernel() {
     let base = TempDir::new("mc-guest");
-    let m = Machine::start(base.path(), "guest", &["selftest=none", "ticks=20000"]);
+    let m = start(base.path(), "guest", &["selftest=none", "ticks=20000"]);
     let (status, mem) = m.uml_mconsole(&["sysrq", "m"]);
     assert_eq!(status, Some(0), "{mem}");
     assert!(mem.starts_with("OK sysrq: Show Memory") && mem.contains("KiB free"), "{mem}");
@@ -360,7 +267,7 @@ fn guest_side_commands_see_processes() {
     let initrd = umlvm_tests::busybox_initramfs(base.path(), &[]);
     let script =
         "trap 'echo init got SIGINT; exit 9' INT; echo ready; sleep 1000 & while :; do sleep 1; done";
-    let m = Machine::start(
+    let m = start(
         base.path(),
         "procs",
         &["--initrd", initrd.to_str().unwrap(), "init=/bin/sh", "--", "-c", script],
