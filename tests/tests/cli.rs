@@ -128,22 +128,8 @@ fn inaccessible_kvm_device_says_how_to_fix_it() {
     require_kvm();
     // Run as an unprivileged user (nobody) from a copy of the binary it may execute.
     let dir = TempDir::new("nokvm");
-    let bin = dir.join("umlvm");
-    std::fs::copy(umlvm_bin(), &bin).unwrap();
-    let perms = |p: &std::path::Path, mode| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    perms(dir.path(), 0o755);
-    perms(&bin, 0o755);
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    assert!(is_root, "this test drops privileges with setpriv and must run as root (CI does)");
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).arg("run");
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut cmd = as_nobody(&dir);
+    cmd.arg("run");
     let r = run_command(cmd, Duration::from_secs(30));
     r.assert_one_line_error("/dev/kvm: permission denied: add your user to group `kvm`");
 }
@@ -223,25 +209,34 @@ fn bad_initrds_are_refused_before_anything_starts() {
 fn unreadable_initrd_is_refused() {
     // As an unprivileged user (nobody), from a copy of the binary it may execute.
     let dir = TempDir::new("initrd-perm");
-    let bin = dir.join("umlvm");
-    std::fs::copy(umlvm_bin(), &bin).unwrap();
     let secret = dir.join("secret.cpio.gz");
     std::fs::write(&secret, b"070701").unwrap();
-    let perms = |p: &std::path::Path, mode| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    perms(dir.path(), 0o755);
-    perms(&bin, 0o755);
-    perms(&secret, 0o600);
+    chmod(&secret, 0o600);
+    let mut cmd = as_nobody(&dir);
+    cmd.args(["run", "--initrd"]).arg(&secret);
+    let r = run_command(cmd, Duration::from_secs(30));
+    r.assert_one_line_error(&format!("--initrd {}: cannot read it: Permission denied", secret.display()));
+}
+
+fn chmod(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `setpriv` running a copy of umlvm (in `dir`, which nobody may enter) as the unprivileged
+/// user nobody, its output captured; the caller adds the arguments.
+fn as_nobody(dir: &TempDir) -> Command {
     let is_root = std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
     assert!(is_root, "this test drops privileges with setpriv and must run as root (CI does)");
+    let bin = dir.join("umlvm");
+    std::fs::copy(umlvm_bin(), &bin).unwrap();
+    chmod(dir.path(), 0o755);
+    chmod(&bin, 0o755);
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).args(["run", "--initrd"]);
-    cmd.arg(&secret).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let r = run_command(cmd, Duration::from_secs(30));
-    r.assert_one_line_error(&format!("--initrd {}: cannot read it: Permission denied", secret.display()));
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd
 }

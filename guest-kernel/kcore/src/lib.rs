@@ -22,7 +22,6 @@ pub mod exec;
 pub mod ext2;
 pub mod frame;
 pub mod gzip;
-pub mod ldisc;
 pub mod signal;
 pub mod sysnames;
 pub mod termios;

@@ -101,20 +101,11 @@ pub fn stop_periodic() {
 /// Sleeps (halted, interrupts enabled only while waiting) until `now_ns() >= deadline_ns`.
 /// Uses the periodic tick when it runs, else a one-shot timer.
 pub fn sleep_until(deadline_ns: u64) {
-    loop {
-        let now = now_ns();
-        if now >= deadline_ns {
-            return;
-        }
-        if PERIODIC_HZ.load(Ordering::Relaxed) == 0 {
-            ONE_SHOT_FIRED.store(false, Ordering::Relaxed);
-            apic::start_timer(TIMER_VECTOR, bus_ticks(deadline_ns - now), apic::TimerMode::OneShot);
-        }
-        mode::wait_for_interrupt();
+    while now_ns() < deadline_ns {
+        wait_interrupt_until(deadline_ns);
     }
 }
 
-/// Whether the last one-shot timer fired.
 /// Waits for one interrupt, or until `deadline_ns` at the latest (device polling).
 pub fn wait_interrupt_until(deadline_ns: u64) {
     let now = now_ns();

@@ -97,13 +97,15 @@ pub fn chan(index: usize) -> u64 {
     0x7d00_0000_0000 | index as u64
 }
 
-/// Writes kernel output to the terminal `name` (with `\n` -> `\r\n`); false if there is none.
+/// Writes kernel output to the terminal `name`, through its output processing like a
+/// program's (`\n` -> `\r\n` unless the terminal was set otherwise); false if there is none.
 pub fn write(name: &str, bytes: &[u8]) -> bool {
     let mut ttys = TTYS.lock();
     let Some(t) = ttys.iter_mut().find(|t| t.name == name) else { return false };
-    umlvm_kcore::ldisc::onlcr(bytes, |piece| {
+    let Tty { ldisc, dev, .. } = t;
+    ldisc.process_output(bytes, |piece| {
         if !piece.is_empty() {
-            t.dev.write(piece);
+            dev.write(piece);
         }
     });
     true
