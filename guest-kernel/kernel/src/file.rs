@@ -260,15 +260,6 @@ impl OpenFile {
             _ => Ready { read: true, write: true, hangup: false },
         }
     }
-
-    /// The channel to sleep on while waiting for readiness (0: always ready).
-    pub fn wait_channel(&self) -> u64 {
-        match &self.kind {
-            FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.chan(),
-            FileKind::Tty(t) => crate::tty::chan(*t),
-            _ => 0,
-        }
-    }
 }
 
 /// A pipe: a bounded byte queue with reader and writer counts.

@@ -833,14 +833,11 @@ fn poll_fds(fds: &[(i32, u16)], deadline: Option<u64>) -> KResult<Vec<u16>> {
             })
             .collect()
     };
-    // Sleep on the first blocking channel; every channel's wakeup also pokes a common one.
-    let chans: Vec<u64> = files.iter().flatten().map(|f| f.wait_channel()).filter(|&c| c != 0).collect();
-    let chan = crate::poll::register(&chans);
-    let r = sched::wait_event(chan, true, deadline, || {
+    // Pollers sleep on one shared channel that every wakeup also pokes (`sched::wake_all`).
+    let r = sched::wait_event(crate::poll::POLL_CHAN, true, deadline, || {
         let rev = check();
         rev.iter().any(|&r| r != 0).then_some(rev)
     });
-    crate::poll::unregister(chan, &chans);
     match r {
         Ok(rev) => Ok(rev),
         Err(sched::Interrupted::Timeout) => Ok(check()),
