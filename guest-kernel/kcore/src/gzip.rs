@@ -231,8 +231,7 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn();
         let Ok(mut child) = child else {
-            std::println!("skipped: no gzip on this host");
-            return None;
+            panic!("gzip is missing on this host: install Debian's gzip");
         };
         let mut stdin = child.stdin.take().unwrap();
         let input = data.to_vec();
