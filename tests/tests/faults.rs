@@ -29,7 +29,7 @@ fn panic_prints_message_location_and_backtrace() {
     let r = crash("panic", &[]);
     r.assert_status(GUEST_PANIC)
         .assert_stdout("KERNEL PANIC: crash=panic requested on the command line")
-        .assert_stdout("  at kernel/src/crash.rs:")
+        .assert_stdout("  at kernel/src/selftest/crash.rs:")
         .assert_stderr("umlvm: guest kernel panicked")
         .assert_stderr("core::panicking::panic_fmt+0x");
     assert_backtrace(&r);

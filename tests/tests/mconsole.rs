@@ -289,7 +289,7 @@ fn guest_side_commands_see_processes() {
     assert_eq!(status, Some(0), "{stack}");
     assert!(stack.contains("task 1 (sh)"), "{stack}");
     assert!(
-        stack.contains("umlvm_kernel::sched::schedule"),
+        stack.contains("umlvm_kernel::process::sched::schedule"),
         "a sleeping task's stack names its frames: {stack}"
     );
     assert_eq!(m.uml_mconsole(&["stack", "4242"]).0, Some(1), "no such task is an error");

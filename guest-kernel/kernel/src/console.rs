@@ -3,7 +3,7 @@
 
 use crate::arch::memory::take_console_buffer;
 use crate::arch::pv::EarlyConsole;
-use crate::sync::IrqMutex;
+use crate::arch::sync::IrqMutex;
 use core::fmt::{self, Write};
 use umlvm_boot::BootInfo;
 use umlvm_kcore::console::LineBuffer;

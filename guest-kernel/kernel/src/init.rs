@@ -2,7 +2,7 @@
 //! and `/proc`, the console as init's terminal, and the first process; and the end of it all
 //! (init exits, `reboot(2)`).
 
-use crate::file::{FdTable, FileKind, OpenFile, oflags};
+use crate::fs::file::{FdTable, FileKind, OpenFile, oflags};
 use crate::fs::{self, FsContext};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -147,7 +147,7 @@ pub fn wants_user_space(info: &umlvm_boot::BootInfo, cmdline: &umlvm_kcore::cmdl
     if !info.initrd.is_empty() || cmdline.get("root").is_some() {
         return true;
     }
-    crate::block::index_of_unit(0).is_some() && !KERNEL_ONLY.iter().any(|k| cmdline.get(k).is_some())
+    crate::dev::block::index_of_unit(0).is_some() && !KERNEL_ONLY.iter().any(|k| cmdline.get(k).is_some())
 }
 
 /// Sets up the file systems and starts init; returns false if there is nothing to run
@@ -163,7 +163,9 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     let explicit_root = words.get("root");
     if !image.is_empty() && explicit_root.is_none() {
         mount_initramfs(image);
-    } else if let Some(dev) = explicit_root.or_else(|| crate::block::index_of_unit(0).map(|_| "/dev/ubda")) {
+    } else if let Some(dev) =
+        explicit_root.or_else(|| crate::dev::block::index_of_unit(0).map(|_| "/dev/ubda"))
+    {
         mount_disk_root(dev, words.flag("ro"), words.get("rootfstype"));
     } else {
         return false;
@@ -176,7 +178,7 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
     if let Err(e) = fs::mount_at(b"/dev", dev, "devtmpfs", false) {
         log::warn!("cannot mount /dev: {}", e.name());
     }
-    if let Err(e) = fs::mount_at(b"/proc", crate::procfs::ProcFs::new(), "proc", false) {
+    if let Err(e) = fs::mount_at(b"/proc", crate::fs::procfs::ProcFs::new(), "proc", false) {
         log::warn!("cannot mount /proc: {}", e.name());
     }
     let _ = fs::ensure_dir(b"/tmp", 0o1777);
@@ -204,7 +206,7 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
         } else {
             args.extend(init_args.iter().cloned());
         }
-        let (exe, inode, args) = match crate::exec::resolve(path.as_bytes().to_vec(), args) {
+        let (exe, inode, args) = match crate::process::exec::resolve(path.as_bytes().to_vec(), args) {
             Ok(r) => r,
             Err(Errno::ENOENT) => continue,
             Err(e) => {
@@ -224,7 +226,7 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
                 FdTable::new()
             }
         };
-        crate::sched::reset_pids();
+        crate::process::sched::reset_pids();
         STARTED.store(true, Ordering::Relaxed);
         match crate::process::spawn_init(&exe, inode, args, envs, ctx.clone(), files) {
             Ok(()) => {
@@ -234,7 +236,7 @@ pub fn start(info: &umlvm_boot::BootInfo, cmdline: &'static str) -> bool {
                 if words.get("stdio") == Some("pipe") {
                     crate::tty::make_pipe_like(console);
                 }
-                crate::sched::start_clock();
+                crate::process::sched::start_clock();
                 return true;
             }
             Err(e) => log::warn!("cannot run {path}: {}", e.name()),
@@ -401,10 +403,10 @@ fn mount_disk_root(dev: &str, readonly: bool, fstype: Option<&str>) {
     } else {
         fail("not a ubd device (root=/dev/ubdX or root=ubdN)")
     };
-    let Some(index) = crate::block::index_of_unit(unit) else {
+    let Some(index) = crate::dev::block::index_of_unit(unit) else {
         fail("no such device (attach it with ubdN=FILE)")
     };
-    let ro = readonly || crate::block::read_only(index);
+    let ro = readonly || crate::dev::block::read_only(index);
     let t0 = crate::time::now_ns();
     match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(fs::UbdBlocks::new(index)), ro, fs::clock) {
         Ok(e2) => {
@@ -457,7 +459,7 @@ fn shutdown_fs() {
             let _ = f.unmount();
         }
     }
-    crate::block::sync_all();
+    crate::dev::block::sync_all();
 }
 
 /// Writes every file system's dirty data.
@@ -468,7 +470,7 @@ pub fn sync_all() {
             let _ = f.sync();
         }
     }
-    crate::block::sync_all();
+    crate::dev::block::sync_all();
 }
 
 /// Makes every mounted file system read-only after syncing it (SysRq `u`); returns how many.

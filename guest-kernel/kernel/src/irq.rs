@@ -60,7 +60,7 @@ pub fn handle(vector: u8) {
         v if v == IOAPIC_VECTOR_BASE + umlvm_boot::layout::CONTROL_GSI as u8 => {
             // EOI first: the request may end in a reboot or power-off.
             apic::eoi();
-            crate::control::on_interrupt();
+            crate::mgmt::on_interrupt();
             return;
         }
         v if (IOAPIC_VECTOR_BASE..IOAPIC_VECTOR_BASE + IOAPIC_PINS).contains(&v) => {

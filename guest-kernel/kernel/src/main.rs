@@ -12,40 +12,26 @@ extern crate alloc;
 
 #[allow(unsafe_code, reason = "the hardware layer: every unsafe block carries a SAFETY comment")]
 mod arch;
-mod bench;
-mod block;
 mod console;
-mod control;
-mod crash;
-mod exec;
-mod fifo;
-mod file;
+mod dev;
 mod fs;
-mod futex;
-mod hotplug;
 mod init;
 mod irq;
 mod logger;
+mod mgmt;
 mod mm;
 mod panic;
-mod poll;
 mod process;
-mod procfs;
-mod random;
-mod sched;
 mod selftest;
-mod signal;
-mod sync;
 mod syscall;
 mod sysinfo;
-mod task;
 mod time;
-mod timers;
 mod trap;
 mod tty;
-mod vm;
 
 use arch::BootEntry;
+use dev::block;
+use process::sched;
 use umlvm_kcore::cmdline::Cmdline;
 
 /// The kernel's version, printed in the banner.
@@ -98,10 +84,10 @@ pub fn kmain(entry: BootEntry) -> ! {
     block::init(info);
     tty::init(info);
     irq::route_pin(umlvm_boot::layout::CONTROL_GSI as u8, arch::ioapic::Trigger::Edge);
-    control::poll();
+    mgmt::poll();
 
     if let Some(what) = cmdline.get("crash") {
-        crash::trigger(what);
+        selftest::crash::trigger(what);
     }
     // A machine that boots user space runs the self-checks only when asked (`selftest=`).
     let userland = init::wants_user_space(info, &cmdline);
@@ -110,7 +96,7 @@ pub fn kmain(entry: BootEntry) -> ! {
     } else {
         selftest::run(&cmdline) + block::selftest(&cmdline) + tty::selftest(&cmdline)
     };
-    bench::run(&cmdline);
+    selftest::bench::run(&cmdline);
     if let Some(Ok(beats)) = cmdline.get_u64("heartbeat") {
         // A visible sign of life every 100 ms (management-console tests watch it stop).
         for k in 1..=beats {

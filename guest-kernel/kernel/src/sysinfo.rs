@@ -41,7 +41,7 @@ pub fn sysinfo() -> umlvm_kcore::abi::Sysinfo {
         loads: [0; 3],
         totalram: total,
         freeram: free,
-        procs: crate::sched::all_tasks().len() as u16,
+        procs: crate::process::sched::all_tasks().len() as u16,
         mem_unit: 1,
         ..Default::default()
     }

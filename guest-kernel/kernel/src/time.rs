@@ -72,8 +72,8 @@ fn bus_ticks(ns: u64) -> u32 {
 pub fn on_timer_interrupt() {
     if PERIODIC_HZ.load(Ordering::Relaxed) != 0 {
         TICKS.fetch_add(1, Ordering::Relaxed);
-        if crate::sched::started() {
-            crate::sched::on_tick();
+        if crate::process::sched::started() {
+            crate::process::sched::on_tick();
         }
     } else {
         ONE_SHOT_FIRED.store(true, Ordering::Relaxed);

@@ -16,6 +16,7 @@ pub mod mode;
 pub mod paging;
 pub mod programs;
 pub mod pv;
+pub mod sync;
 pub mod trap;
 pub mod user;
 pub mod uspace;

@@ -24,8 +24,8 @@ use x86_64::{PhysAddr, VirtAddr};
 
 /// Freed top-level table pairs, reused before fresh memory (pairs must be 8 KiB aligned, which
 /// the frame allocator's free list cannot promise).
-static FREE_PAIRS: crate::sync::IrqMutex<alloc::vec::Vec<u64>> =
-    crate::sync::IrqMutex::new(alloc::vec::Vec::new());
+static FREE_PAIRS: crate::arch::sync::IrqMutex<alloc::vec::Vec<u64>> =
+    crate::arch::sync::IrqMutex::new(alloc::vec::Vec::new());
 
 /// The kernel-only root (the boot tables, identity map removed).
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);

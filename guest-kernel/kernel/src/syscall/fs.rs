@@ -1,9 +1,9 @@
 //! File syscalls: descriptors, paths, directories, metadata, pipes, polling, mounts.
 
 use super::User;
-use crate::file::{FileKind, OpenFile, Pipe, oflags};
+use crate::fs::file::{FileKind, OpenFile, Pipe, oflags};
 use crate::fs::{self as kfs, lookup_at, lookup_parent_at};
-use crate::sched;
+use crate::process::sched;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -187,13 +187,13 @@ pub fn open_path(dir: Option<&Location>, path: &[u8], flags: u32, mode: u32) -> 
         FileType::Directory if writing => return Err(Errno::EISDIR),
         FileType::Symlink => return Err(Errno::ELOOP),
         FileType::CharDevice | FileType::BlockDevice => {
-            let dev = crate::file::open_device(kind, md.rdev)?;
+            let dev = crate::fs::file::open_device(kind, md.rdev)?;
             if let FileKind::Tty(t) = dev {
                 maybe_acquire_ctty(t, flags);
             }
             return Ok(OpenFile::new(dev, flags, Some(loc)));
         }
-        FileType::Fifo => return crate::fifo::open(&loc, flags),
+        FileType::Fifo => return crate::fs::fifo::open(&loc, flags),
         FileType::Socket => return Err(Errno::ENXIO),
         _ => {}
     }
@@ -310,7 +310,7 @@ pub fn ioctl(fd: i32, cmd: u64, arg: u64) -> KResult<u64> {
             User::current()?.write_i32(arg, p.available() as i32)?;
             Ok(0)
         }
-        FileKind::Block(b) => crate::block::ioctl(*b, cmd, arg),
+        FileKind::Block(b) => crate::dev::block::ioctl(*b, cmd, arg),
         _ if cmd == 0x5421 => {
             let on = User::current()?.read_i32(arg)? != 0;
             let fl = f.flags();
@@ -712,7 +712,7 @@ pub fn fsync(fd: i32) -> KResult<u64> {
         i.sync()?;
     }
     if let FileKind::Block(b) = &f.kind {
-        crate::block::flush_index(*b)?;
+        crate::dev::block::flush_index(*b)?;
     }
     Ok(0)
 }
@@ -834,7 +834,7 @@ fn poll_fds(fds: &[(i32, u16)], deadline: Option<u64>) -> KResult<Vec<u16>> {
             .collect()
     };
     // Pollers sleep on one shared channel that every wakeup also pokes (`sched::wake_all`).
-    let r = sched::wait_event(crate::poll::POLL_CHAN, true, deadline, || {
+    let r = sched::wait_event(crate::fs::poll::POLL_CHAN, true, deadline, || {
         let rev = check();
         rev.iter().any(|&r| r != 0).then_some(rev)
     });
@@ -892,10 +892,10 @@ pub fn poll(fds: u64, n: u64, timeout: i64) -> KResult<u64> {
 pub fn ppoll(fds: u64, n: u64, ts: u64, mask: u64) -> KResult<u64> {
     let user = User::current()?;
     let deadline = deadline_ts(&user, ts)?;
-    let old = if mask != 0 { Some(crate::signal::swap_mask_from_user(&user, mask)?) } else { None };
+    let old = if mask != 0 { Some(crate::process::signal::swap_mask_from_user(&user, mask)?) } else { None };
     let r = do_poll(fds, n, deadline);
     if let Some(old) = old {
-        crate::signal::restore_mask_after(old, r.is_err());
+        crate::process::signal::restore_mask_after(old, r.is_err());
     }
     r
 }

@@ -1,8 +1,8 @@
 //! Memory syscalls: mmap, munmap, mprotect, mremap, brk.
 
 use super::Args;
-use crate::sched;
-use crate::vm::Backing;
+use crate::mm::vm::Backing;
+use crate::process::sched;
 use umlvm_kcore::areas::{Access, Area, PAGE};
 use umlvm_kcore::errno::{Errno, KResult};
 use umlvm_kcore::vfs::FileType;
@@ -13,7 +13,7 @@ const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 
-fn mm() -> KResult<alloc::sync::Arc<spinning_top::Spinlock<crate::vm::MemSpace>>> {
+fn mm() -> KResult<alloc::sync::Arc<spinning_top::Spinlock<crate::mm::vm::MemSpace>>> {
     sched::current().proc.mm().ok_or(Errno::ENOMEM)
 }
 

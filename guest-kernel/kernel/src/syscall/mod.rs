@@ -13,7 +13,7 @@ mod time;
 pub use fs::describe as describe_file;
 
 use crate::arch::trap::TrapFrame;
-use crate::sched;
+use crate::process::sched;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -29,7 +29,7 @@ static LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 /// Access to the current process's user memory.
 pub struct User {
-    mm: Arc<Spinlock<crate::vm::MemSpace>>,
+    mm: Arc<Spinlock<crate::mm::vm::MemSpace>>,
 }
 
 /// Longest path accepted.
@@ -249,7 +249,7 @@ fn call(nr: u64, a: Args, frame: &mut TrapFrame) -> KResult<u64> {
         186 => Ok(u64::from(sched::current().pid)),
         200 => proc::kill(a[0] as i32 as i64, a[1] as u32),
         201 => time::time(a[0]),
-        202 => crate::futex::futex(a[0], a[1] as u32, a[2] as u32, a[3]),
+        202 => crate::process::futex::futex(a[0], a[1] as u32, a[2] as u32, a[3]),
         204 => proc::sched_getaffinity(a[1], a[2]),
         217 => fs::getdents64(a[0] as i32, a[1], a[2]),
         218 => {

@@ -3,7 +3,7 @@
 use super::User;
 use crate::arch::trap::TrapFrame;
 use crate::process;
-use crate::sched::{self, Pid};
+use crate::process::sched::{self, Pid};
 use alloc::vec::Vec;
 use umlvm_kcore::abi;
 use umlvm_kcore::errno::{Errno, KResult};
@@ -25,7 +25,8 @@ pub fn execve(frame: &mut TrapFrame, dirfd: i32, path: u64, argv: u64, envp: u64
     let envs = user.cstr_array(envp)?;
     drop(user);
     let _ = dirfd;
-    let (path, inode, args) = crate::exec::resolve(core::mem::take(&mut path), core::mem::take(&mut args))?;
+    let (path, inode, args) =
+        crate::process::exec::resolve(core::mem::take(&mut path), core::mem::take(&mut args))?;
     process::exec(frame, &path, inode, args, envs)?;
     Ok(frame.rax)
 }
@@ -140,7 +141,7 @@ pub fn kill(pid: i64, sig: u32) -> KResult<u64> {
             if t.pid == 1 && !crate::init::command_mode() && init_ignores() {
                 continue;
             }
-            crate::signal::send(&t, sig, ks::SI_USER, me.pid);
+            crate::process::signal::send(&t, sig, ks::SI_USER, me.pid);
         }
     }
     Ok(0)
@@ -201,7 +202,7 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, size: u64) -> KResult<u64> {
 }
 
 pub fn rt_sigreturn(frame: &mut TrapFrame) -> KResult<u64> {
-    crate::signal::sigreturn(frame)
+    crate::process::signal::sigreturn(frame)
 }
 
 pub fn rt_sigpending(addr: u64) -> KResult<u64> {
@@ -242,7 +243,7 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, size: u64) -> KResult<
         }
         Some(crate::time::now_ns().saturating_add(sec.saturating_mul(1_000_000_000)).saturating_add(nsec))
     };
-    let (sig, si) = crate::signal::timed_wait(set, deadline)?;
+    let (sig, si) = crate::process::signal::timed_wait(set, deadline)?;
     if info != 0 {
         user.write(info, &si.encode())?;
     }
@@ -279,7 +280,7 @@ pub fn sigaltstack(new: u64, old: u64) -> KResult<u64> {
 }
 
 pub fn alarm(secs: u64) -> KResult<u64> {
-    crate::timers::alarm(secs)
+    crate::process::itimer::alarm(secs)
 }
 
 pub fn uname(addr: u64) -> KResult<u64> {
@@ -535,7 +536,7 @@ pub fn sched_getaffinity(len: u64, addr: u64) -> KResult<u64> {
 pub fn getrandom(addr: u64, len: u64) -> KResult<u64> {
     let n = (len as usize).min(1 << 20);
     let mut buf = alloc::vec![0u8; n];
-    crate::random::fill(&mut buf);
+    crate::dev::random::fill(&mut buf);
     User::current()?.write(addr, &buf)?;
     Ok(n as u64)
 }

@@ -1,7 +1,7 @@
 //! Time syscalls: clocks, sleeps.
 
 use super::User;
-use crate::sched;
+use crate::process::sched;
 use umlvm_kcore::errno::{Errno, KResult};
 
 const CLOCK_REALTIME: u32 = 0;
@@ -141,11 +141,11 @@ fn write_itimerval(user: &User, addr: u64, (value, interval): (u64, u64)) -> KRe
 }
 
 pub fn setitimer(which: u32, new: u64, old: u64) -> KResult<u64> {
-    crate::timers::check_which(which)?;
+    crate::process::itimer::check_which(which)?;
     let user = User::current()?;
     let (interval, value) =
         if new != 0 { (read_timeval(&user, new)?, read_timeval(&user, new + 16)?) } else { (0, 0) };
-    let prev = crate::timers::set(value, interval);
+    let prev = crate::process::itimer::set(value, interval);
     if old != 0 {
         write_itimerval(&user, old, prev)?;
     }
@@ -153,7 +153,7 @@ pub fn setitimer(which: u32, new: u64, old: u64) -> KResult<u64> {
 }
 
 pub fn getitimer(which: u32, addr: u64) -> KResult<u64> {
-    crate::timers::check_which(which)?;
-    write_itimerval(&User::current()?, addr, crate::timers::get())?;
+    crate::process::itimer::check_which(which)?;
+    write_itimerval(&User::current()?, addr, crate::process::itimer::get())?;
     Ok(0)
 }

@@ -1,8 +1,10 @@
 //! Memory management: the physical frame allocator, the kernel heap, kernel page tables.
 
+pub mod vm;
+
 use crate::arch::memory::{DirectMapLinks, boot_bytes};
+use crate::arch::sync::IrqMutex;
 use crate::arch::{heap, paging};
-use crate::sync::IrqMutex;
 use umlvm_boot::{BootInfo, MemoryKind};
 use umlvm_kcore::frame::{Frame, FrameAllocator};
 

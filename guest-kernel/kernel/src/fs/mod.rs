@@ -1,8 +1,13 @@
 //! The kernel's file-system state: the mount table, each process's root/cwd/umask, the
 //! device file system and the helpers syscalls use to turn paths into inodes.
 
-use crate::file::FileKind;
-use crate::sched;
+pub mod fifo;
+pub mod file;
+pub mod poll;
+pub mod procfs;
+
+use crate::fs::file::FileKind;
+use crate::process::sched;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spinning_top::Spinlock;
@@ -191,7 +196,7 @@ pub fn populate_dev(dev: &Arc<TmpFs>) -> KResult<()> {
         let name = if serial { alloc::format!("ttyS{unit}") } else { alloc::format!("tty{unit}") };
         node(name.as_bytes(), c, 0o620, 4, if serial { 64 + unit } else { unit })?;
     }
-    for unit in crate::block::units() {
+    for unit in crate::dev::block::units() {
         let letter = (b'a' + unit as u8) as char;
         node(alloc::format!("ubd{letter}").as_bytes(), FileType::BlockDevice, 0o660, 98, unit * 16)?;
         node(alloc::format!("ubd{unit}").as_bytes(), FileType::BlockDevice, 0o660, 98, unit * 16)?;
@@ -259,7 +264,7 @@ struct ChunkCache {
 impl UbdBlocks {
     fn send_pending(&self, c: &mut ChunkCache) -> KResult<()> {
         if let Some((at, data)) = c.pending.take() {
-            let n = crate::block::write_bytes(self.index, at, &data)?;
+            let n = crate::dev::block::write_bytes(self.index, at, &data)?;
             if n != data.len() {
                 return Err(Errno::EIO);
             }
@@ -286,7 +291,7 @@ impl UbdBlocks {
 
 impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
     fn read(&self, offset: u64, buf: &mut [u8]) -> KResult<()> {
-        let size = crate::block::size_bytes(self.index);
+        let size = crate::dev::block::size_bytes(self.index);
         if offset.checked_add(buf.len() as u64).is_none_or(|end| end > size) {
             return Err(Errno::EIO);
         }
@@ -303,7 +308,7 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
                 let start = chunk * CHUNK;
                 let len = CHUNK.min(size - start) as usize;
                 let mut data = alloc::vec![0u8; len];
-                let n = crate::block::read_bytes(self.index, start, &mut data)?;
+                let n = crate::dev::block::read_bytes(self.index, start, &mut data)?;
                 if n != len {
                     return Err(Errno::EIO);
                 }
@@ -325,7 +330,10 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
         Ok(())
     }
     fn write(&self, offset: u64, buf: &[u8]) -> KResult<()> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > crate::block::size_bytes(self.index)) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > crate::dev::block::size_bytes(self.index))
+        {
             return Err(Errno::EIO);
         }
         let mut c = self.cache.lock();
@@ -357,10 +365,10 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
             let mut c = self.cache.lock();
             self.send_pending(&mut c)?;
         }
-        crate::block::flush_index(self.index)
+        crate::dev::block::flush_index(self.index)
     }
     fn size(&self) -> u64 {
-        crate::block::size_bytes(self.index)
+        crate::dev::block::size_bytes(self.index)
     }
 }
 
@@ -368,7 +376,7 @@ impl umlvm_kcore::ext2::BlockDevice for UbdBlocks {
 pub fn mount_fs(source: &[u8], at: &Location, fstype: &[u8], readonly: bool) -> KResult<()> {
     let name = core::str::from_utf8(source).unwrap_or("none");
     let fs: Arc<dyn FileSystem> = match fstype {
-        b"proc" => crate::procfs::ProcFs::new(),
+        b"proc" => crate::fs::procfs::ProcFs::new(),
         b"tmpfs" | b"ramfs" => TmpFs::with_root_mode(clock, 0o1777),
         b"devtmpfs" => {
             let dev = TmpFs::new(clock);
@@ -382,10 +390,10 @@ pub fn mount_fs(source: &[u8], at: &Location, fstype: &[u8], readonly: bool) -> 
             if md.file_type() != FileType::BlockDevice {
                 return Err(Errno::ENOTBLK);
             }
-            let FileKind::Block(index) = crate::file::open_device(FileType::BlockDevice, md.rdev)? else {
+            let FileKind::Block(index) = crate::fs::file::open_device(FileType::BlockDevice, md.rdev)? else {
                 return Err(Errno::ENXIO);
             };
-            let ro = readonly || crate::block::read_only(index);
+            let ro = readonly || crate::dev::block::read_only(index);
             match umlvm_kcore::ext2::Ext2Fs::mount(Arc::new(UbdBlocks::new(index)), ro, clock) {
                 Ok(fs) => {
                     let fs: Arc<dyn FileSystem> = fs;

@@ -1,7 +1,7 @@
 //! `futex` wait and wake: enough for glibc's locks and `CLONE_CHILD_CLEARTID` (no priority
 //! inheritance, no requeue).
 
-use crate::sched;
+use crate::process::sched;
 use crate::syscall::User;
 use umlvm_kcore::errno::{Errno, KResult};
 

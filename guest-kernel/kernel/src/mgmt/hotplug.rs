@@ -11,7 +11,7 @@
 //! device with those locks held. Then the request is put off ([`Outcome::Later`]) and retried
 //! from the idle loop or on the way back to user mode.
 
-use crate::file::FileKind;
+use crate::fs::file::FileKind;
 use alloc::string::String;
 use core::fmt::Write;
 
@@ -52,11 +52,11 @@ pub fn hotplug(args: &str) -> Outcome {
     let (Ok(unit), Ok(gsi)) = (u32::try_from(unit), u32::try_from(gsi)) else {
         return Outcome::Failed("hotplug: number out of range".into());
     };
-    match crate::block::attach(unit, gpa, len, gsi) {
+    match crate::dev::block::attach(unit, gpa, len, gsi) {
         None => Outcome::Later,
         Some(Err(why)) => Outcome::Failed(why),
         Some(Ok((_, what))) => {
-            let letter = crate::block::unit_name(unit);
+            let letter = crate::dev::block::unit_name(unit);
             let number = alloc::format!("ubd{unit}");
             crate::fs::block_nodes(unit, &[&letter, &number], true);
             Outcome::Done(what)
@@ -67,7 +67,7 @@ pub fn hotplug(args: &str) -> Outcome {
 /// Which process holds block device slot `index` open: `Some(Ok(pid))`, or `Some(Err(()))`
 /// when a descriptor table is busy.
 fn opener(index: usize) -> Option<Result<u32, ()>> {
-    for t in crate::sched::all_tasks() {
+    for t in crate::process::sched::all_tasks() {
         let Some(files) = t.proc.files.try_lock().map(|f| f.clone()) else { return Some(Err(())) };
         let Some(table) = files.try_lock() else { return Some(Err(())) };
         if table.open_fds().iter().any(|(_, f)| matches!(f.kind, FileKind::Block(i) if i == index)) {
@@ -87,8 +87,8 @@ pub fn unplug(args: &str) -> Outcome {
     if unit >= 16 {
         return Outcome::Failed(alloc::format!("ubd{unit}: unit out of range (ubd0 to ubd15)"));
     }
-    let name = crate::block::unit_name(unit);
-    let index = match crate::block::try_index_of_unit(unit) {
+    let name = crate::dev::block::unit_name(unit);
+    let index = match crate::dev::block::try_index_of_unit(unit) {
         Err(()) => return Outcome::Later,
         Ok(None) => return Outcome::Failed(alloc::format!("ubd{unit} is not attached")),
         Ok(Some(i)) => i,
@@ -103,7 +103,7 @@ pub fn unplug(args: &str) -> Outcome {
         Some(Ok(pid)) => return Outcome::Failed(alloc::format!("{name} is open (pid {pid})")),
         None => {}
     }
-    if !crate::block::detach(index) {
+    if !crate::dev::block::detach(index) {
         return Outcome::Later;
     }
     crate::fs::block_nodes(unit, &[&name, &alloc::format!("ubd{unit}")], false);

@@ -1,7 +1,7 @@
 //! Building a new program image: ELF segments as file-backed areas, the heap, and the
 //! initial stack Linux lays out (arguments, environment, auxiliary vector).
 
-use crate::vm::{Backing, MemSpace, STACK_SIZE, STACK_TOP};
+use crate::mm::vm::{Backing, MemSpace, STACK_SIZE, STACK_TOP};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -101,7 +101,7 @@ pub fn load(
     mm.brk = highest;
     mm.map_area(crate::process::anon_area(STACK_TOP - STACK_SIZE, STACK_TOP))?;
     let mut random = [0u8; 16];
-    crate::random::fill(&mut random);
+    crate::dev::random::fill(&mut random);
     let auxv = [
         (kexec::AT_PHDR, plan.phdr_vaddr),
         (kexec::AT_PHENT, u64::from(plan.phent)),
@@ -115,7 +115,7 @@ pub fn load(
         (kexec::AT_GID, 0),
         (kexec::AT_EGID, 0),
         (kexec::AT_HWCAP, hwcap()),
-        (kexec::AT_CLKTCK, crate::sched::HZ),
+        (kexec::AT_CLKTCK, crate::process::sched::HZ),
         (kexec::AT_SECURE, 0),
     ];
     let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();

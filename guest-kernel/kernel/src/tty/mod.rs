@@ -3,11 +3,12 @@
 //! echo, signal characters), a foreground process group and a window size. Once `tty0`
 //! exists the kernel log goes to it (con0), like a Linux console.
 
+use crate::arch::sync::IrqMutex;
 use crate::arch::virtio::{self, VirtioConsole};
-use crate::file::oflags;
-use crate::sched::{self, Pid};
-use crate::sync::IrqMutex;
-use crate::{irq, signal};
+use crate::fs::file::oflags;
+use crate::irq;
+use crate::process::sched::{self, Pid};
+use crate::process::signal;
 use alloc::string::String;
 use alloc::vec::Vec;
 use umlvm_boot::BootInfo;
@@ -237,7 +238,7 @@ mod ioc {
 }
 
 /// Terminal ioctls: the argument is a user pointer; `mem` copies to and from it.
-pub fn ioctl(index: usize, file: &crate::file::OpenFile, cmd: u64, arg: u64) -> KResult<u64> {
+pub fn ioctl(index: usize, file: &crate::fs::file::OpenFile, cmd: u64, arg: u64) -> KResult<u64> {
     let me = sched::current();
     let mm = me.proc.mm().ok_or(Errno::EFAULT)?;
     let pipe_like = TTYS.lock().get(index).is_some_and(|t| t.pipe_like);

@@ -2,8 +2,8 @@
 //! when the deadline passes, then again every interval. Checked after timer ticks from
 //! process context (the idle loop and returns to user mode), so the resolution is the tick.
 
-use crate::sched::{self, Pid};
-use crate::sync::IrqMutex;
+use crate::arch::sync::IrqMutex;
+use crate::process::sched::{self, Pid};
 use alloc::collections::BTreeMap;
 use umlvm_kcore::errno::{Errno, KResult};
 
@@ -62,9 +62,12 @@ pub fn run_due() {
     };
     for p in due {
         match sched::task(p) {
-            Some(t) => {
-                crate::signal::send(&t, umlvm_kcore::signal::SIGALRM, umlvm_kcore::signal::SI_KERNEL, 0)
-            }
+            Some(t) => crate::process::signal::send(
+                &t,
+                umlvm_kcore::signal::SIGALRM,
+                umlvm_kcore::signal::SI_KERNEL,
+                0,
+            ),
             None => {
                 TIMERS.lock().remove(&p);
             }

@@ -386,7 +386,7 @@ pub fn user_page_fault(frame: &mut TrapFrame) {
     let addr = crate::arch::mode::fault_address();
     let code = frame.error_code;
     let (write, exec) = (code & 2 != 0, code & 16 != 0);
-    let me = crate::sched::current();
+    let me = crate::process::sched::current();
     let result = match me.proc.mm() {
         Some(mm) => mm.lock().fault(addr, write, exec),
         None => Err(FaultError::Unmapped),
@@ -395,11 +395,11 @@ pub fn user_page_fault(frame: &mut TrapFrame) {
         Ok(()) => me.proc.inner.lock().stats.page_faults += 1,
         Err(FaultError::NoMemory) => {
             log::warn!("pid {}: out of memory at {addr:#x}; killed", me.pid);
-            crate::signal::force(&me, umlvm_kcore::signal::SIGKILL, 0, addr);
+            crate::process::signal::force(&me, umlvm_kcore::signal::SIGKILL, 0, addr);
         }
         Err(e) => {
             let code = if e == FaultError::Unmapped { 1 } else { 2 };
-            crate::signal::force_fault(&me, frame, umlvm_kcore::signal::SIGSEGV, code, addr);
+            crate::process::signal::force_fault(&me, frame, umlvm_kcore::signal::SIGSEGV, code, addr);
         }
     }
 }

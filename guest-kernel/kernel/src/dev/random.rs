@@ -1,7 +1,7 @@
 //! Kernel random numbers for AT_RANDOM, `getrandom` and `/dev/urandom`: a xorshift-based
 //! generator seeded from the TSC and RDRAND when the CPU has it. Not cryptographic.
 
-use crate::sync::IrqMutex;
+use crate::arch::sync::IrqMutex;
 
 static STATE: IrqMutex<[u64; 2]> = IrqMutex::new([0, 0]);
 

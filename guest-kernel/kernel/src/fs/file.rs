@@ -1,8 +1,8 @@
 //! Open files and file-descriptor tables: regular files and directories of the VFS, pipes,
 //! terminals and the memory devices (`null`, `zero`, `full`, `random`, `urandom`).
 
-use crate::sched;
-use crate::sync::IrqMutex;
+use crate::arch::sync::IrqMutex;
+use crate::process::sched;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -156,12 +156,12 @@ impl OpenFile {
                 Ok(buf.len())
             }
             FileKind::Random => {
-                crate::random::fill(buf);
+                crate::dev::random::fill(buf);
                 Ok(buf.len())
             }
             FileKind::Block(b) => {
                 let mut off = self.offset.lock();
-                let n = crate::block::read_bytes(*b, *off, buf)?;
+                let n = crate::dev::block::read_bytes(*b, *off, buf)?;
                 *off += n as u64;
                 Ok(n)
             }
@@ -195,7 +195,7 @@ impl OpenFile {
             }
             FileKind::Block(b) => {
                 let mut off = self.offset.lock();
-                let n = crate::block::write_bytes(*b, *off, buf)?;
+                let n = crate::dev::block::write_bytes(*b, *off, buf)?;
                 *off += n as u64;
                 Ok(n)
             }
@@ -209,7 +209,7 @@ impl OpenFile {
         }
         match &self.kind {
             FileKind::Inode(i) => i.read_at(offset, buf),
-            FileKind::Block(b) => crate::block::read_bytes(*b, offset, buf),
+            FileKind::Block(b) => crate::dev::block::read_bytes(*b, offset, buf),
             FileKind::PipeRead(_) | FileKind::PipeWrite(_) | FileKind::Tty(_) => Err(Errno::ESPIPE),
             _ => self.read(buf),
         }
@@ -222,7 +222,7 @@ impl OpenFile {
         }
         match &self.kind {
             FileKind::Inode(i) => i.write_at(offset, buf),
-            FileKind::Block(b) => crate::block::write_bytes(*b, offset, buf),
+            FileKind::Block(b) => crate::dev::block::write_bytes(*b, offset, buf),
             FileKind::PipeRead(_) | FileKind::PipeWrite(_) | FileKind::Tty(_) => Err(Errno::ESPIPE),
             _ => self.write(buf),
         }
@@ -232,7 +232,7 @@ impl OpenFile {
     pub fn seek(&self, offset: i64, whence: u32) -> KResult<u64> {
         let size = match &self.kind {
             FileKind::Inode(i) => i.metadata().size,
-            FileKind::Block(b) => crate::block::size_bytes(*b),
+            FileKind::Block(b) => crate::dev::block::size_bytes(*b),
             FileKind::PipeRead(_) | FileKind::PipeWrite(_) | FileKind::Tty(_) => return Err(Errno::ESPIPE),
             _ => 0,
         };
@@ -388,7 +388,7 @@ impl Pipe {
                 }
                 Ok(Err(Errno::EPIPE)) => {
                     let me = sched::current();
-                    crate::signal::send(&me, umlvm_kcore::signal::SIGPIPE, 0, 0);
+                    crate::process::signal::send(&me, umlvm_kcore::signal::SIGPIPE, 0, 0);
                     return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
                 }
                 Ok(Err(e)) => return if done > 0 { Ok(done) } else { Err(e) },
@@ -516,7 +516,7 @@ pub fn open_device(kind: FileType, rdev: u64) -> KResult<FileKind> {
             crate::tty::index_of_unit(true, n - 64).map(FileKind::Tty).ok_or(Errno::ENODEV)
         }
         (FileType::BlockDevice, 98, n) if n % 16 == 0 => {
-            crate::block::index_of_unit(n / 16).map(FileKind::Block).ok_or(Errno::ENXIO)
+            crate::dev::block::index_of_unit(n / 16).map(FileKind::Block).ok_or(Errno::ENXIO)
         }
         _ => Err(Errno::ENXIO),
     }

@@ -1,7 +1,7 @@
 //! Named pipes: every open of one fifo inode shares one pipe while any end is open.
 
-use crate::file::{FileKind, OpenFile, Pipe, oflags};
-use crate::sync::IrqMutex;
+use crate::arch::sync::IrqMutex;
+use crate::fs::file::{FileKind, OpenFile, Pipe, oflags};
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use umlvm_kcore::errno::{Errno, KResult};

@@ -9,10 +9,10 @@
 
 use crate::arch::context::{self, KernelContext};
 use crate::arch::mode;
+use crate::arch::sync::IrqMutex;
 use crate::arch::trap::TrapFrame;
 use crate::arch::user::SYSCALL_VECTOR;
 use crate::process::Process;
-use crate::sync::IrqMutex;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -255,7 +255,8 @@ pub fn wake_all(chan: u64) {
     for t in tasks.values() {
         let st = t.state();
         let c = t.channel();
-        if (st == State::Sleeping || st == State::DiskSleep) && (c == chan || c == crate::poll::POLL_CHAN) {
+        if (st == State::Sleeping || st == State::DiskSleep) && (c == chan || c == crate::fs::poll::POLL_CHAN)
+        {
             t.set_state(State::Runnable);
             t.chan.store(0, Ordering::Relaxed);
             runq.push_back(t.pid);
@@ -296,7 +297,7 @@ pub fn wait_event<T>(
             return Ok(v);
         }
         let me = current();
-        if interruptible && crate::signal::has_pending(&me) {
+        if interruptible && crate::process::signal::has_pending(&me) {
             mode::irq_restore(irq);
             return Err(Interrupted::Signal);
         }
@@ -455,8 +456,8 @@ pub fn reset_pids() {
 pub fn idle_loop() -> ! {
     loop {
         let irq = mode::irq_save();
-        crate::timers::run_due();
-        crate::control::retry();
+        crate::process::itimer::run_due();
+        crate::mgmt::retry();
         let anything = !SCHED.lock().runq.is_empty();
         if anything {
             schedule();
@@ -506,8 +507,8 @@ pub fn on_tick() {
 pub fn on_user_trap(frame: &mut TrapFrame) {
     match frame.vector {
         SYSCALL_VECTOR => crate::syscall::dispatch(frame),
-        14 => crate::vm::user_page_fault(frame),
-        v if v < 32 => crate::signal::fault_signal(frame),
+        14 => crate::mm::vm::user_page_fault(frame),
+        v if v < 32 => crate::process::signal::fault_signal(frame),
         v => {
             {
                 let me = current();
@@ -528,11 +529,11 @@ pub fn on_user_trap(frame: &mut TrapFrame) {
 
 /// Work before returning to user mode: preemption, then signal delivery.
 pub fn return_work(frame: &mut TrapFrame) {
-    crate::timers::run_due();
-    crate::control::retry();
+    crate::process::itimer::run_due();
+    crate::mgmt::retry();
     loop {
         maybe_preempt();
-        if !crate::signal::deliver(frame) {
+        if !crate::process::signal::deliver(frame) {
             break;
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::arch::cpu::rdtsc;
 use crate::arch::programs::{DATA_BASE, Program, zero_loop};
-use crate::task::{self, TaskExit};
+use crate::process::builtin::{self, TaskExit};
 use crate::{mm, time};
 use alloc::vec::Vec;
 use umlvm_kcore::cmdline::Cmdline;
@@ -24,8 +24,8 @@ pub fn run(cmdline: &Cmdline<'_>) {
 fn syscall() {
     const CALLS: u64 = 200_000;
     const BATCHES: u64 = 5;
-    let result = task::run(Program::SyscallBench, [CALLS, BATCHES, 0], |t| {
-        (0..BATCHES).map(|b| task::read_user_u64(t, DATA_BASE + 8 * b)).collect::<Option<Vec<u64>>>()
+    let result = builtin::run(Program::SyscallBench, [CALLS, BATCHES, 0], |t| {
+        (0..BATCHES).map(|b| builtin::read_user_u64(t, DATA_BASE + 8 * b)).collect::<Option<Vec<u64>>>()
     });
     match result {
         Ok((TaskExit::Exited(0), _, Some(mut ticks))) => {
@@ -70,7 +70,7 @@ fn zero() {
     for f in frames {
         mm::free_frame(f);
     }
-    match task::run(Program::ZeroBench, [BYTES, 0, 0], |t| task::read_user_u64(t, DATA_BASE)) {
+    match builtin::run(Program::ZeroBench, [BYTES, 0, 0], |t| builtin::read_user_u64(t, DATA_BASE)) {
         Ok((TaskExit::Exited(0), _, Some(ticks))) => {
             log::info!("bench zero: user (CPL 3) zeroed 16 MiB in {} us", time::tsc_to_ns(ticks) / 1000);
         }
@@ -85,7 +85,7 @@ fn blk() {
     use crate::arch::virtio::IoRequest;
     const CHUNK: usize = 1 << 20;
     const DEPTH: usize = 16;
-    let result = crate::block::with_device("ubda", |dev| {
+    let result = crate::dev::block::with_device("ubda", |dev| {
         let total = (dev.sectors * 512).min(256 << 20) as usize;
         let read_only = dev.read_only;
         let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| alloc::vec![0u8; CHUNK]).collect();

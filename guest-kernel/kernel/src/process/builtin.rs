@@ -3,9 +3,9 @@
 
 use crate::arch::programs::{CODE_BASE, DATA_BASE, Program};
 use crate::arch::trap::TrapFrame;
+use crate::mm::vm::{Backing, MemSpace};
 use crate::process::Process;
-use crate::sched::{self, State, Task};
-use crate::vm::{Backing, MemSpace};
+use crate::process::sched::{self, State, Task};
 use crate::{mm, process};
 use alloc::sync::Arc;
 use spinning_top::Spinlock;

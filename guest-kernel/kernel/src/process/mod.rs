@@ -1,16 +1,23 @@
 //! Processes: identity, memory, files, credentials and signal state; `fork`/`clone`,
 //! `execve`, `exit` and `wait4`.
 
+pub mod builtin;
+pub mod exec;
+pub mod futex;
+pub mod itimer;
+pub mod sched;
+pub mod signal;
+
 use crate::arch::context::{self, FpuState};
 use crate::arch::trap::TrapFrame;
-use crate::file::FdTable;
 use crate::fs::FsContext;
-use crate::sched::{self, Pid, State, Task};
-use crate::vm::{Backing, MemSpace};
+use crate::fs::file::FdTable;
+use crate::mm::vm::{Backing, MemSpace};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
+use sched::{Pid, State, Task};
 use spinning_top::Spinlock;
 use umlvm_kcore::areas::{Access, Area};
 use umlvm_kcore::errno::{Errno, KResult};
@@ -83,7 +90,7 @@ pub struct ProcInner {
     /// Instruction of the last fault.
     pub fault_rip: u64,
     /// Counters.
-    pub stats: crate::task::TaskStats,
+    pub stats: crate::process::builtin::TaskStats,
     /// Keep the memory after exit (built-in tasks, inspected by the kernel).
     pub keep_mm: bool,
 }
@@ -108,7 +115,7 @@ pub const RLIM_INFINITY: u64 = u64::MAX;
 
 fn default_rlimits() -> [(u64, u64); 16] {
     let mut r = [(RLIM_INFINITY, RLIM_INFINITY); 16];
-    r[3] = (crate::vm::STACK_SIZE, RLIM_INFINITY); // RLIMIT_STACK
+    r[3] = (crate::mm::vm::STACK_SIZE, RLIM_INFINITY); // RLIMIT_STACK
     r[4] = (0, RLIM_INFINITY); // RLIMIT_CORE
     r[7] = (1024, 4096); // RLIMIT_NOFILE
     r[8] = (64 << 10, 64 << 10); // RLIMIT_MEMLOCK
@@ -170,7 +177,7 @@ impl Process {
             rlimits: default_rlimits(),
             fault: umlvm_kcore::signal::FaultContext::default(),
             fault_rip: 0,
-            stats: crate::task::TaskStats::default(),
+            stats: crate::process::builtin::TaskStats::default(),
             keep_mm: false,
         }
     }
@@ -181,9 +188,9 @@ impl Process {
         inner.comm = name.as_bytes().to_vec();
         inner.keep_mm = true;
         let mut files = FdTable::new();
-        let console = crate::file::OpenFile::new(
-            crate::file::FileKind::KernelConsole,
-            crate::file::oflags::WRONLY,
+        let console = crate::fs::file::OpenFile::new(
+            crate::fs::file::FileKind::KernelConsole,
+            crate::fs::file::oflags::WRONLY,
             None,
         );
         for fd in 1..=2 {
@@ -428,10 +435,10 @@ pub fn exit(status: i32) -> ! {
         if let Some(mm) = me.proc.mm() {
             let _ = mm.lock().write(clear_tid, &0u32.to_le_bytes());
         }
-        crate::futex::wake(clear_tid, 1);
+        crate::process::futex::wake(clear_tid, 1);
     }
     release_vfork(&me);
-    crate::timers::exited(pid);
+    crate::process::itimer::exited(pid);
     // Switch to the kernel root before the address space goes.
     crate::arch::uspace::activate_kernel();
     let keep = me.proc.inner.lock().keep_mm;
@@ -463,7 +470,7 @@ pub fn exit(status: i32) -> ! {
     if let Some(parent) = sched::task(ppid) {
         let sig = if exit_signal == 0 { umlvm_kcore::signal::SIGCHLD } else { exit_signal };
         let (code, st) = if status & 0x7f == 0 { (1, (status >> 8) & 0xff) } else { (2, status & 0x7f) };
-        crate::signal::send_child_signal(&parent, sig, pid, code, st);
+        crate::process::signal::send_child_signal(&parent, sig, pid, code, st);
         sched::wake_all(child_chan(ppid));
     }
     drop(me);
@@ -491,7 +498,13 @@ pub fn notify_parent_stop(task: &Task, status: i32) {
             != 0;
         if !nocldstop {
             let (code, st) = if status == 0xffff { (6, 18) } else { (5, (status >> 8) & 0xff) };
-            crate::signal::send_child_signal(&parent, umlvm_kcore::signal::SIGCHLD, task.pid, code, st);
+            crate::process::signal::send_child_signal(
+                &parent,
+                umlvm_kcore::signal::SIGCHLD,
+                task.pid,
+                code,
+                st,
+            );
         }
         sched::wake_all(child_chan(ppid));
     }
@@ -588,7 +601,7 @@ pub fn exec(
     envs: Vec<Vec<u8>>,
 ) -> KResult<()> {
     let me = sched::current();
-    let image = crate::exec::load(inode, path, &args, &envs)?;
+    let image = crate::process::exec::load(inode, path, &args, &envs)?;
     let (mut mm, entry, sp) = image;
     // Point of no return: install the new memory.
     let old =
@@ -653,7 +666,7 @@ pub fn spawn_init(
 ) -> KResult<()> {
     let pid = sched::alloc_pid();
     debug_assert_eq!(pid, 1);
-    let (mm, entry, sp) = crate::exec::load(inode, path, &args, &envs)?;
+    let (mm, entry, sp) = crate::process::exec::load(inode, path, &args, &envs)?;
     let mut inner = Process::blank_inner(0, pid);
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
     inner.comm = name[..name.len().min(15)].to_vec();

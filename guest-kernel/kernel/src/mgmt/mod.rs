@@ -6,6 +6,8 @@
 //! code may hold (hot-plugging, while a block request waits) is put off and retried from
 //! the idle loop or on the way back to user mode ([`retry`]).
 
+pub mod hotplug;
+
 use crate::arch::pv;
 use core::fmt::Write;
 use umlvm_boot::abi::control::{REPLY_MAX, REQUEST_MAX};
@@ -68,22 +70,22 @@ pub fn on_interrupt() {
     let mut reply = Reply { buf: [0; REPLY_MAX], len: 0 };
     let (cmd, arg) = line.split_once(' ').map_or((line, ""), |(c, a)| (c, a.trim()));
     let plugged = match cmd {
-        "hotplug" => Some(crate::hotplug::hotplug(arg)),
-        "unplug" => Some(crate::hotplug::unplug(arg)),
+        "hotplug" => Some(crate::mgmt::hotplug::hotplug(arg)),
+        "unplug" => Some(crate::mgmt::hotplug::unplug(arg)),
         _ => None,
     };
-    if matches!(plugged, Some(crate::hotplug::Outcome::Later)) {
+    if matches!(plugged, Some(crate::mgmt::hotplug::Outcome::Later)) {
         PUT_OFF.store(true, Ordering::Relaxed);
         return;
     }
     ANSWERED.store(seq, Ordering::Relaxed);
     let (error, after) = match cmd {
         "hotplug" | "unplug" => match plugged {
-            Some(crate::hotplug::Outcome::Done(text)) => {
+            Some(crate::mgmt::hotplug::Outcome::Done(text)) => {
                 let _ = write!(reply, "{text}");
                 (false, After::Nothing)
             }
-            Some(crate::hotplug::Outcome::Failed(text)) => {
+            Some(crate::mgmt::hotplug::Outcome::Failed(text)) => {
                 let _ = write!(reply, "{text}");
                 (true, After::Nothing)
             }
@@ -94,10 +96,15 @@ pub fn on_interrupt() {
             (false, After::Nothing)
         }
         "sysrq" => sysrq(arg.chars().next().unwrap_or('h'), &mut reply),
-        "cad" => match crate::sched::task(1).filter(|_| crate::init::started()) {
+        "cad" => match crate::process::sched::task(1).filter(|_| crate::init::started()) {
             // As Linux with ctrl-alt-del off: SIGINT to init, whose ctrlaltdel action runs.
             Some(init) => {
-                crate::signal::send(&init, umlvm_kcore::signal::SIGINT, umlvm_kcore::signal::SI_KERNEL, 0);
+                crate::process::signal::send(
+                    &init,
+                    umlvm_kcore::signal::SIGINT,
+                    umlvm_kcore::signal::SI_KERNEL,
+                    0,
+                );
                 log::info!("ctrl-alt-del: SIGINT sent to init");
                 (false, After::Nothing)
             }
@@ -134,9 +141,9 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
             let title = if key == 't' { "Show State" } else { "Show Blocked State" };
             let _ = write!(r, "sysrq: {title}\n  task             PID   PPID  state  wait channel");
             let _ = write!(r, "\n  {:<15} {:>5}  {:>5}  R", "swapper", 0, 0);
-            for t in crate::sched::all_tasks() {
+            for t in crate::process::sched::all_tasks() {
                 let st = t.state();
-                if key == 'w' && st != crate::sched::State::DiskSleep {
+                if key == 'w' && st != crate::process::sched::State::DiskSleep {
                     continue;
                 }
                 let (comm, ppid) = match t.proc.inner.try_lock() {
@@ -156,7 +163,7 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
             if crate::init::started() {
                 crate::init::sync_all();
             }
-            let synced = crate::block::sync_all();
+            let synced = crate::dev::block::sync_all();
             let _ =
                 write!(r, "sysrq: Emergency Sync\nEmergency Sync complete ({synced} block devices flushed)");
         }
@@ -171,9 +178,9 @@ fn sysrq(key: char, r: &mut Reply) -> (bool, After) {
                 (umlvm_kcore::signal::SIGKILL, "Kill")
             };
             let mut n = 0;
-            for t in crate::sched::all_tasks() {
+            for t in crate::process::sched::all_tasks() {
                 if t.pid > 1 {
-                    crate::signal::send(&t, sig, umlvm_kcore::signal::SI_KERNEL, 0);
+                    crate::process::signal::send(&t, sig, umlvm_kcore::signal::SI_KERNEL, 0);
                     n += 1;
                 }
             }
@@ -205,7 +212,7 @@ fn stack(arg: &str, r: &mut Reply) -> bool {
         let _ = write!(r, "stack: expected a process id, got {arg:?}");
         return true;
     };
-    let Some(t) = crate::sched::task(pid) else {
+    let Some(t) = crate::process::sched::task(pid) else {
         let _ = write!(r, "stack {pid}: no such task");
         return true;
     };
@@ -217,7 +224,7 @@ fn stack(arg: &str, r: &mut Reply) -> bool {
         t.state().letter(),
         t.channel()
     );
-    let is_current = alloc::sync::Arc::ptr_eq(&t, &crate::sched::current());
+    let is_current = alloc::sync::Arc::ptr_eq(&t, &crate::process::sched::current());
     if is_current {
         let _ = write!(r, "running in user mode (interrupted by this request)");
         return false;

@@ -2,7 +2,7 @@
 //! and system files (version, cpuinfo, meminfo, uptime, loadavg, mounts, filesystems,
 //! cmdline, stat), generated when read — enough for busybox `ps`, `top`, `free`, `mount`.
 
-use crate::sched::{self, Pid, State};
+use crate::process::sched::{self, Pid, State};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -294,7 +294,7 @@ fn system_file(name: &str) -> String {
         }
         "uptime" => {
             let ns = crate::time::now_ns();
-            let idle = crate::sched::idle_ns();
+            let idle = crate::process::sched::idle_ns();
             let _ = writeln!(
                 s,
                 "{}.{:02} {}.{:02}",
@@ -365,7 +365,7 @@ fn system_file(name: &str) -> String {
                 user += t.utime.load(core::sync::atomic::Ordering::Relaxed);
                 sys += t.stime.load(core::sync::atomic::Ordering::Relaxed);
             }
-            let idle = crate::sched::idle_ns() / (1_000_000_000 / sched::HZ);
+            let idle = crate::process::sched::idle_ns() / (1_000_000_000 / sched::HZ);
             let _ = writeln!(s, "cpu  {user} 0 {sys} {idle} 0 0 0 0 0 0");
             let _ = writeln!(s, "cpu0 {user} 0 {sys} {idle} 0 0 0 0 0 0");
             let _ = writeln!(
@@ -446,9 +446,9 @@ fn pid_file(pid: Pid, name: &str) -> KResult<Vec<u8>> {
                 for a in m.areas.iter() {
                     let l = a.access.letters();
                     let (off, path) = match &a.backing {
-                        crate::vm::Backing::File { offset, .. } => (*offset, ""),
-                        crate::vm::Backing::Anon => {
-                            (0, if a.end == crate::vm::STACK_TOP { "[stack]" } else { "" })
+                        crate::mm::vm::Backing::File { offset, .. } => (*offset, ""),
+                        crate::mm::vm::Backing::Anon => {
+                            (0, if a.end == crate::mm::vm::STACK_TOP { "[stack]" } else { "" })
                         }
                     };
                     let _ = writeln!(

@@ -2,9 +2,12 @@
 //! IPIs, the APIC timer, IOAPIC routing, the clock, user mode (syscalls, demand paging, timer
 //! interrupts in user mode) and kernel/user isolation. Each prints one line.
 
+pub mod bench;
+pub mod crash;
+
 use crate::arch::programs::{DATA_BASE, Program};
 use crate::arch::{apic, ioapic, memory, paging, pv};
-use crate::task::{self, TaskExit};
+use crate::process::builtin::{self, TaskExit};
 use crate::{irq, mm, time, trap};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -214,13 +217,13 @@ fn clock() -> Result<String, String> {
 }
 
 fn user() -> Result<String, String> {
-    if !task::user_mode_available() {
+    if !builtin::user_mode_available() {
         return Ok("skipped: user mode needs PVM mode on a kvm_pvm host".into());
     }
     const SYSCALLS: u64 = 200;
     const PAGES: u64 = 32;
     // Registers reach user mode intact.
-    let probe = task::run_with(
+    let probe = builtin::run_with(
         Program::RegProbe,
         |f| {
             f.rax = 0xa0;
@@ -239,16 +242,16 @@ fn user() -> Result<String, String> {
             f.r14 = 14;
             f.r15 = 15;
         },
-        |t| (0..16).map(|i| task::read_user_u64(t, DATA_BASE + 8 * i)).collect::<Option<Vec<u64>>>(),
+        |t| (0..16).map(|i| builtin::read_user_u64(t, DATA_BASE + 8 * i)).collect::<Option<Vec<u64>>>(),
     );
-    let want = [0xd1, 0x51, 0xd0, 0xc0, 8, 9, 10, 11, 0xb9, 12, 13, 14, 15, 0xa0, 0xb0, task::STACK_TOP];
+    let want = [0xd1, 0x51, 0xd0, 0xc0, 8, 9, 10, 11, 0xb9, 12, 13, 14, 15, 0xa0, 0xb0, builtin::STACK_TOP];
     match probe {
         Ok((TaskExit::Exited(0), _, Some(regs))) if regs == want => {}
         other => return Err(alloc::format!("registers at user entry: {other:x?}, expected {want:x?}")),
     }
     time::start_periodic(1000);
     let t0 = time::now_ns();
-    let result = task::run(Program::SelfTest, [SYSCALLS, PAGES, time::ns_to_tsc(3_000_000)], |_| ());
+    let result = builtin::run(Program::SelfTest, [SYSCALLS, PAGES, time::ns_to_tsc(3_000_000)], |_| ());
     let elapsed_us = (time::now_ns() - t0) / 1000;
     time::stop_periodic();
     let (exit, stats, ()) = result.map_err(|e| alloc::format!("could not start: {e:?}"))?;
@@ -277,7 +280,7 @@ fn user() -> Result<String, String> {
 static SECRET: AtomicU64 = AtomicU64::new(0x5ec2_e7da_7a00_0001);
 
 fn isolation() -> Result<String, String> {
-    if !task::user_mode_available() {
+    if !builtin::user_mode_available() {
         return Ok("skipped: user mode needs PVM mode on a kvm_pvm host".into());
     }
     let secret = &raw const SECRET as u64;
@@ -291,8 +294,8 @@ fn isolation() -> Result<String, String> {
         (Program::Poke, entry_ro, "write the entry page"),
     ];
     for (program, addr, what) in attempts {
-        let (exit, _, ()) =
-            task::run(program, [addr, 0, 0], |_| ()).map_err(|e| alloc::format!("could not start: {e:?}"))?;
+        let (exit, _, ()) = builtin::run(program, [addr, 0, 0], |_| ())
+            .map_err(|e| alloc::format!("could not start: {e:?}"))?;
         match exit {
             TaskExit::Killed { signal: 11, vector: 14, addr: fault, .. } if fault == addr => {}
             other => return Err(alloc::format!("user program could {what} at {addr:#x}: {other:?}")),

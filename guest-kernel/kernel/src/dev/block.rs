@@ -2,12 +2,12 @@
 //! `ubd/0`), and the `blktest=` self-test that reads, writes, flushes and verifies patterns.
 //!
 //! Devices are kept in a table whose slots never move: open files and mounted file systems
-//! name a device by its slot ([`crate::file::FileKind::Block`]). A hot-plugged device
+//! name a device by its slot ([`crate::fs::file::FileKind::Block`]). A hot-plugged device
 //! ([`attach`]) takes a free slot; a removed one ([`detach`]) leaves its slot empty.
 
+use crate::arch::sync::IrqMutex;
 use crate::arch::virtio::{self, BlockError, IoRequest, VirtioBlock};
 use crate::irq;
-use crate::sync::IrqMutex;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;

@@ -4,7 +4,7 @@
 
 use crate::arch::context;
 use crate::arch::trap::TrapFrame;
-use crate::sched::{self, Pid, Task};
+use crate::process::sched::{self, Pid, Task};
 use crate::syscall::User;
 use umlvm_boot::x86::{USER_CS, USER_DS};
 use umlvm_kcore::errno::{Errno, KResult};
