@@ -37,8 +37,20 @@ use umlvm_kcore::cmdline::Cmdline;
 /// The kernel's version, printed in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The kernel's entry points for the hardware layer.
+static HOOKS: arch::hooks::KernelHooks = arch::hooks::KernelHooks {
+    kernel_trap: trap::dispatch,
+    user_trap: sched::on_user_trap,
+    first_entry: sched::on_first_entry,
+    dma_alloc: mm::alloc_contiguous,
+    dma_free: mm::free_frame,
+    now_ns: time::now_ns,
+    wait_interrupt_until: time::wait_interrupt_until,
+};
+
 /// The machine-independent kernel main, called by the entry code.
 pub fn kmain(entry: BootEntry) -> ! {
+    arch::hooks::install(&HOOKS);
     let info = entry.boot_info;
     let main_ns = time::init(info, entry.entry_tsc);
     console::init(info);

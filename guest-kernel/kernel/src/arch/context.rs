@@ -109,7 +109,7 @@ unsafe extern "C" {
 }
 
 extern "C" fn first_entry_hook(frame: &mut TrapFrame) {
-    crate::process::sched::on_first_entry(frame);
+    (super::hooks::get().first_entry)(frame);
 }
 
 /// A kernel execution context: a stack and the stack pointer saved when it is not running.

@@ -10,6 +10,7 @@ pub mod context;
 pub mod cpu;
 mod entry;
 pub mod heap;
+pub mod hooks;
 pub mod ioapic;
 pub mod memory;
 pub mod mode;

@@ -2,7 +2,7 @@
 //!
 //! Every vector has a 16-byte stub that pushes a zero error code where the CPU pushes none,
 //! then the vector number, and jumps to `trap_common`, which saves the general registers and
-//! calls [`crate::trap::dispatch`] with a `&mut TrapFrame`. The IDT lives in the page the VMM
+//! calls the kernel's trap hook ([`super::hooks`]) with a `&mut TrapFrame`. The IDT lives in the page the VMM
 //! reserved and already loaded into IDTR; we only write its gates.
 
 use super::memory::{FAULT_STACK, FAULT_STACK_SIZE, phys_to_virt};
@@ -210,7 +210,7 @@ unsafe extern "C" {
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    crate::trap::dispatch(frame);
+    (super::hooks::get().kernel_trap)(frame);
 }
 
 /// Vector of the double fault, which runs on its own stack (IST1).

@@ -115,5 +115,5 @@ pub fn set_current(stack_top: u64, kernel_cr3: u64, user_cr3: u64) {
 /// Called by the entry code, on the task's kernel stack, with the kernel page tables; returns
 /// to user mode with the (possibly changed) frame.
 pub(super) extern "C" fn dispatch_user(frame: &mut TrapFrame) {
-    crate::process::sched::on_user_trap(frame)
+    (super::hooks::get().user_trap)(frame)
 }

@@ -32,7 +32,7 @@ fn buffer_phys(vaddr: u64) -> Option<u64> {
 // panics); mmio_phys_to_virt maps MMIO-hole addresses through the uncached direct map.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let phys = crate::mm::alloc_contiguous(pages as u64).expect("out of memory for DMA");
+        let phys = (super::hooks::get().dma_alloc)(pages as u64).expect("out of memory for DMA");
         for i in 0..pages as u64 {
             zero_frame(phys + i * 4096);
         }
@@ -42,7 +42,7 @@ unsafe impl Hal for KernelHal {
 
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
         for i in 0..pages as u64 {
-            crate::mm::free_frame(paddr + i * 4096);
+            (super::hooks::get().dma_free)(paddr + i * 4096);
         }
         0
     }
@@ -149,7 +149,7 @@ impl VirtioBlock {
                 m.2 = State::Done;
             }
         }
-        let deadline = crate::time::now_ns() + 10_000_000_000;
+        let deadline = (super::hooks::get().now_ns)() + 10_000_000_000;
         let mut next = 0;
         loop {
             // Submit until the ring is full.
@@ -195,13 +195,13 @@ impl VirtioBlock {
                 next_done = self.dev.peek_used();
             }
             let Some(done) = next_done else {
-                if crate::time::now_ns() > deadline {
+                if (super::hooks::get().now_ns)() > deadline {
                     // The buffers may still be in the device's hands and must never be reused.
                     panic!("virtio-blk: device stopped answering with {in_flight} requests in flight");
                 }
                 // Woken by the device's interrupt (or any other); at most a millisecond if an
                 // edge was missed.
-                crate::time::wait_interrupt_until(crate::time::now_ns() + 1_000_000);
+                (super::hooks::get().wait_interrupt_until)((super::hooks::get().now_ns)() + 1_000_000);
                 continue;
             };
             let Some(i) = meta.iter().position(|m| m.2 == State::InFlight(done)) else {
